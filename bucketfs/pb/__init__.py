@@ -1,0 +1,1 @@
+"""Generated protocol stubs: run ``python protos/generate.py``, never edit."""

@@ -9,15 +9,13 @@ expires in flight. The thread token comes from the ``GetToken`` challenge
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import hashlib
-import hmac
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Protocol
+
+from bucketfs.keys import api_signature, format_rfc3339, multibase_decode
 
 SIG_LIFETIME = 3600.0  # the Go `hub` CLI signs now + 1 hour
 SIG_MARGIN = 300.0  # re-sign when less than this is left, so a slow call never carries a dead sig
@@ -33,30 +31,6 @@ class Signer(Protocol):
     def sign(self, data: bytes) -> bytes:
         """A detached 64-byte ed25519 signature of ``data``."""
         ...
-
-
-def multibase_b32encode(data: bytes) -> str:
-    """Multibase base32: ``b`` + RFC 4648 base32, lower case, no padding."""
-    return "b" + base64.b32encode(data).decode("ascii").rstrip("=").lower()
-
-
-def multibase_b32decode(text: str) -> bytes:
-    """Decode multibase base32 (``b`` lower or ``B`` upper); other bases raise ValueError."""
-    if not text or text[0] not in "bB":
-        raise ValueError(f"not multibase base32: {text[:12]!r}")
-    body = text[1:].upper()
-    return base64.b32decode(body + "=" * (-len(body) % 8))
-
-
-def sign_api_message(secret: str, message: str) -> str:
-    """The ``x-textile-api-sig`` value for ``message`` (spec 3.3)."""
-    key = multibase_b32decode(secret)
-    return multibase_b32encode(hmac.new(key, message.encode("ascii"), hashlib.sha256).digest())
-
-
-def rfc3339(ts: float) -> str:
-    """Format a Unix time as RFC 3339 UTC with second precision (``2030-01-01T00:00:00Z``)."""
-    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclasses.dataclass
@@ -86,7 +60,7 @@ class AuthContext:
         clock: Callable[[], float] = time.time,
     ) -> None:
         if api_secret:
-            multibase_b32decode(api_secret)  # fail now, not on the first call
+            multibase_decode(api_secret)  # fail now (ValueError), not on the first call
         if sig_margin >= sig_lifetime:
             raise ValueError("sig_margin must be shorter than sig_lifetime")
         self.thread = thread
@@ -129,8 +103,8 @@ class AuthContext:
             cached = self._shared.sig
             if cached is None or cached.expires - now < self.sig_margin:
                 expires = now + self.sig_lifetime
-                message = rfc3339(expires)
-                cached = _Signature(message, sign_api_message(self.api_secret, message), expires)
+                message = format_rfc3339(expires)
+                cached = _Signature(message, api_signature(self.api_secret, message), expires)
                 self._shared.sig = cached
             return cached.message, cached.sig
 

@@ -82,8 +82,17 @@ def client_from_args(args: argparse.Namespace) -> BucketsClient:
     The config is kept on the client as ``client.config`` for commands that need more of it.
     """
     from bucketfs.client.buckets import BucketsClient
+    from bucketfs.keys import InvalidThreadID, parse_thread_id
 
     cfg = load_config(args)
+    if cfg.thread:
+        try:
+            parse_thread_id(cfg.thread)
+        except InvalidThreadID as exc:
+            src = {"flag": "--thread", "env": "BUCK_THREAD"}.get(cfg.origin.get("thread", ""))
+            raise UserError(
+                f"{cfg.thread!r} (from {src or cfg.path}) is not a thread ID: {exc}"
+            ) from exc
     client = BucketsClient.from_config(cfg)
     client.config = cfg
     return client

@@ -1,0 +1,104 @@
+"""The hub's one error type: a gRPC status code plus the exact message a client sees.
+
+Service code raises :class:`HubError` anywhere below the servicers; :func:`grpc_errors` turns it
+into ``context.abort`` at the edge, so storage code never needs a gRPC context. Messages that
+Textile's clients compare as text (``db required``, ``update is non-fast-forward`` ...) are
+kept byte for byte; see textile-buckets.md section 13.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc
+
+log = logging.getLogger(__name__)
+
+# Exact texts from the spec, shared by several modules.
+DB_REQUIRED = "db required"
+NON_FAST_FORWARD = "update is non-fast-forward"
+SEED_NOT_ALLOWED = "paths containing .textileseed are not allowed"
+HEADER_REQUIRED = "push bucket path header is required"
+INVALID_REQUEST = "invalid request"
+NODE_IS_DIR = "node is a directory"
+ARCHIVING_DISABLED = "archiving feature is disabled"
+
+
+class HubError(Exception):
+    """An expected failure of a hub call: ``code`` and ``message`` go to the client as is."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def unknown(message: str) -> HubError:
+    """UNKNOWN, the code a Go server gives a plain error (how Textile reports most failures)."""
+    return HubError(grpc.StatusCode.UNKNOWN, message)
+
+
+def invalid(message: str) -> HubError:
+    """INVALID_ARGUMENT: bad input that Textile had no exact text for."""
+    return HubError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def not_found(message: str) -> HubError:
+    """NOT_FOUND."""
+    return HubError(grpc.StatusCode.NOT_FOUND, message)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _abort(context: grpc.ServicerContext, exc: BaseException, name: str) -> None:
+    if _is_abort(exc):
+        raise exc
+    if isinstance(exc, grpc.RpcError):
+        # Raised by the request iterator when the client cancelled or the stream broke off:
+        # nobody is left to receive a status, and whatever was half-done was never committed.
+        log.info("%s: client stream ended abnormally: %r", name, exc)
+        raise exc
+    if isinstance(exc, HubError):
+        log.debug("%s failed: %s %s", name, exc.code.name, exc.message)
+        context.abort(exc.code, exc.message)
+    # A bug or an I/O failure: keep the traceback in the log, give the client a clear status.
+    log.exception("%s failed unexpectedly", name)
+    context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def grpc_errors(method: F) -> F:
+    """Decorate a servicer method (plain or generator) so a HubError becomes its gRPC status."""
+    name = method.__name__
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def gen_wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                yield from method(self, request, context)
+            except Exception as exc:  # noqa: BLE001 - mapped to a status right here
+                _abort(context, exc, name)
+
+        return gen_wrapper  # type: ignore[return-value]
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request, context)
+        except Exception as exc:  # noqa: BLE001 - mapped to a status right here
+            _abort(context, exc, name)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _is_abort(exc: BaseException) -> bool:
+    # grpc's context.abort() raises a bare ``Exception()`` after recording the status; it must
+    # pass through untouched or the recorded status would be overwritten.
+    return type(exc) is Exception and not exc.args

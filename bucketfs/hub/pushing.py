@@ -1,0 +1,234 @@
+"""Turning pushed byte streams into UnixFS files without holding them in memory.
+
+:class:`ChunkPipe` connects a producer (the gRPC request loop) to the importer
+(``bucketfs.ipfs.importer.import_file``, which pulls from a file object) running in a thread of
+its own; the pipe holds at most a few chunks, so a fast client is slowed to the importer's pace
+instead of filling memory.
+
+:class:`FileSlots` holds the open files of one PushPaths stream, whose chunks may interleave.
+A file starts in a small memory buffer (most pushed files are small); one that grows past
+``STREAM_AFTER`` bytes gets a streaming importer if one of ``MAX_STREAMS`` slots is free, else
+it is spilled to a temp file and imported when it closes. Memory per stream is thus bounded by
+``MEMORY_BUDGET`` plus ``MAX_STREAMS`` pipes, whatever the number and sizes of the files.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import queue
+import tempfile
+import threading
+from pathlib import Path
+
+from bucketfs.hub.errors import unknown
+from bucketfs.ipfs.blockstore import Blockstore
+from bucketfs.ipfs.importer import Imported, import_bytes, import_file
+
+log = logging.getLogger(__name__)
+
+STREAM_AFTER = 1 << 20  # 1 MiB: a file this big is imported while it arrives
+MAX_STREAMS = 4  # concurrent streaming imports per PushPaths call
+MEMORY_BUDGET = 32 << 20  # buffered bytes of not-yet-streaming files per call
+PIPE_DEPTH = 16  # chunks in flight between the request loop and an importer
+
+
+class PipeAborted(Exception):
+    """The producer gave up (client error or disconnect); the import must not finish."""
+
+
+_EOF = object()
+
+
+class ChunkPipe(io.RawIOBase):
+    """A bounded, blocking byte pipe: ``write`` from one thread, ``read`` from another."""
+
+    def __init__(self, depth: int = PIPE_DEPTH) -> None:
+        super().__init__()
+        self._q: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._buf = memoryview(b"")
+        self._eof = False
+        self._aborted = threading.Event()
+
+    def readable(self) -> bool:
+        return True
+
+    def feed(self, data: bytes) -> None:
+        """Queue ``data`` for the reader (blocks while the pipe is full)."""
+        if data:
+            self._put(data)
+
+    def _put(self, item: object) -> None:
+        while True:
+            if self._aborted.is_set():
+                raise PipeAborted("pipe aborted")
+            try:
+                self._q.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def finish(self) -> None:
+        """Signal end of data."""
+        self._put(_EOF)
+
+    def abort(self) -> None:
+        """Make the reader fail at its next read (the import is abandoned)."""
+        self._aborted.set()
+        try:
+            self._q.put_nowait(_EOF)
+        except queue.Full:
+            pass
+
+    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+        if not self._buf and not self._eof:
+            item = self._q.get()
+            if self._aborted.is_set():
+                raise PipeAborted("push aborted by the client")
+            if item is _EOF:
+                self._eof = True
+            else:
+                self._buf = memoryview(item)  # type: ignore[arg-type]
+        if not self._buf:
+            return b""
+        n = len(self._buf) if size is None or size < 0 else min(size, len(self._buf))
+        out, self._buf = bytes(self._buf[:n]), self._buf[n:]
+        return out
+
+
+class StreamingImport:
+    """``import_file`` running in a thread, fed through a :class:`ChunkPipe`."""
+
+    def __init__(self, store: Blockstore, name: str) -> None:
+        self.pipe = ChunkPipe()
+        self.result: Imported | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(store,), name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self, store: Blockstore) -> None:
+        try:
+            self.result = import_file(self.pipe, store)  # type: ignore[arg-type]
+        except PipeAborted:
+            log.debug("streaming import abandoned")
+        except BaseException as exc:  # noqa: BLE001 - handed to the request thread
+            log.exception("streaming import failed")
+            self.error = exc
+            self.pipe.abort()  # unblock a producer waiting on a full pipe
+
+    def feed(self, data: bytes) -> None:
+        """Pass bytes on; raises if the importer already failed."""
+        try:
+            self.pipe.feed(data)
+        except PipeAborted:
+            raise unknown(f"import failed: {self.error}") from self.error
+
+    def finish(self) -> Imported:
+        """End the input and wait for the file's root."""
+        try:
+            self.pipe.finish()
+        except PipeAborted:
+            pass
+        self._thread.join()
+        if self.result is None:
+            raise unknown(f"import failed: {self.error}") from self.error
+        return self.result
+
+    def abort(self) -> None:
+        """Abandon the import and wait for the thread to stop."""
+        self.pipe.abort()
+        self._thread.join(timeout=30)
+
+
+class _OpenFile:
+    __slots__ = ("buf", "stream", "spill", "size", "mode", "mtime")
+
+    def __init__(self, mode: int | None, mtime: int | None) -> None:
+        self.buf: bytearray | None = bytearray()
+        self.stream: StreamingImport | None = None
+        self.spill: Path | None = None
+        self.size = 0
+        self.mode = mode
+        self.mtime = mtime
+
+
+class FileSlots:
+    """The open files of one PushPaths stream, keyed by path."""
+
+    def __init__(self, store: Blockstore, spill_dir: Path) -> None:
+        self.store = store
+        self.spill_dir = spill_dir
+        self.files: dict[str, _OpenFile] = {}
+        self.closed: set[str] = set()
+        self._buffered = 0
+        self._streams = 0
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def write(
+        self, path: str, data: bytes, mode: int | None = None, mtime: int | None = None
+    ) -> tuple[Imported, _OpenFile] | None:
+        """Add a chunk; empty ``data`` closes the file and returns (its import, its attrs)."""
+        f = self.files.get(path)
+        if f is None:
+            if path in self.closed:
+                raise unknown(f"writing chunk: file {path!r} was already closed in this stream")
+            f = self.files[path] = _OpenFile(mode, mtime)
+        if not data:
+            del self.files[path]
+            self.closed.add(path)
+            return self._close(f), f
+        f.size += len(data)
+        if f.buf is not None:
+            f.buf += data
+            self._buffered += len(data)
+            if len(f.buf) >= STREAM_AFTER or self._buffered > MEMORY_BUDGET:
+                self._promote(path, f)
+        elif f.stream is not None:
+            f.stream.feed(data)
+        else:
+            assert f.spill is not None
+            with open(f.spill, "ab") as out:
+                out.write(data)
+        return None
+
+    def _promote(self, path: str, f: _OpenFile) -> None:
+        assert f.buf is not None
+        data, f.buf = bytes(f.buf), None
+        self._buffered -= len(data)
+        if self._streams < MAX_STREAMS:
+            self._streams += 1
+            f.stream = StreamingImport(self.store, f"import {path[:40]}")
+            f.stream.feed(data)
+        else:
+            fd, name = tempfile.mkstemp(prefix="push-", dir=self.spill_dir)
+            with open(fd, "wb") as out:
+                out.write(data)
+            f.spill = Path(name)
+
+    def _close(self, f: _OpenFile) -> Imported:
+        if f.buf is not None:
+            self._buffered -= len(f.buf)
+            data, f.buf = bytes(f.buf), None
+            return import_bytes(data, self.store)
+        if f.stream is not None:
+            self._streams -= 1
+            return f.stream.finish()
+        assert f.spill is not None
+        try:
+            with open(f.spill, "rb") as src:
+                return import_file(src, self.store)
+        finally:
+            f.spill.unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        """Abandon every open file (the push failed)."""
+        for f in self.files.values():
+            if f.stream is not None:
+                f.stream.abort()
+            if f.spill is not None:
+                f.spill.unlink(missing_ok=True)
+        self.files.clear()
+
+

@@ -155,6 +155,18 @@ class LinkRequest(_message.Message):
     mtime: int
     def __init__(self, key: _Optional[str] = ..., path: _Optional[str] = ..., cid: _Optional[str] = ..., root: _Optional[str] = ..., mode: _Optional[int] = ..., mtime: _Optional[int] = ...) -> None: ...
 
+class RemoveRequest(_message.Message):
+    __slots__ = ("key", "path", "root", "rmdir")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    ROOT_FIELD_NUMBER: _ClassVar[int]
+    RMDIR_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    path: str
+    root: str
+    rmdir: bool
+    def __init__(self, key: _Optional[str] = ..., path: _Optional[str] = ..., root: _Optional[str] = ..., rmdir: _Optional[bool] = ...) -> None: ...
+
 class MutationReply(_message.Message):
     __slots__ = ("root", "item")
     ROOT_FIELD_NUMBER: _ClassVar[int]

@@ -79,6 +79,11 @@ class FSStub:
                 request_serializer=bucketfs_dot_pb_dot_fs__pb2.LinkRequest.SerializeToString,
                 response_deserializer=bucketfs_dot_pb_dot_fs__pb2.MutationReply.FromString,
                 _registered_method=True)
+        self.Remove = channel.unary_unary(
+                '/bucketfs.pb.FS/Remove',
+                request_serializer=bucketfs_dot_pb_dot_fs__pb2.RemoveRequest.SerializeToString,
+                response_deserializer=bucketfs_dot_pb_dot_fs__pb2.MutationReply.FromString,
+                _registered_method=True)
         self.ListDir = channel.unary_unary(
                 '/bucketfs.pb.FS/ListDir',
                 request_serializer=bucketfs_dot_pb_dot_fs__pb2.ListDirRequest.SerializeToString,
@@ -148,6 +153,12 @@ class FSServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Remove(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListDir(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -206,6 +217,11 @@ def add_FSServicer_to_server(servicer, server):
             'Link': grpc.unary_unary_rpc_method_handler(
                     servicer.Link,
                     request_deserializer=bucketfs_dot_pb_dot_fs__pb2.LinkRequest.FromString,
+                    response_serializer=bucketfs_dot_pb_dot_fs__pb2.MutationReply.SerializeToString,
+            ),
+            'Remove': grpc.unary_unary_rpc_method_handler(
+                    servicer.Remove,
+                    request_deserializer=bucketfs_dot_pb_dot_fs__pb2.RemoveRequest.FromString,
                     response_serializer=bucketfs_dot_pb_dot_fs__pb2.MutationReply.SerializeToString,
             ),
             'ListDir': grpc.unary_unary_rpc_method_handler(
@@ -461,6 +477,33 @@ class FS:
             target,
             '/bucketfs.pb.FS/Link',
             bucketfs_dot_pb_dot_fs__pb2.LinkRequest.SerializeToString,
+            bucketfs_dot_pb_dot_fs__pb2.MutationReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Remove(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bucketfs.pb.FS/Remove',
+            bucketfs_dot_pb_dot_fs__pb2.RemoveRequest.SerializeToString,
             bucketfs_dot_pb_dot_fs__pb2.MutationReply.FromString,
             options,
             channel_credentials,

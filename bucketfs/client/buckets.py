@@ -291,6 +291,7 @@ class BucketsClient:
         mode: int | None = None,
         mtime_ns: int | None = None,
         chunk_size: int = CHUNK_SIZE,
+        light_root: bool = False,
     ) -> PushResult:
         """Upload ``stream`` (read to EOF, ``chunk_size`` at a time) to ``path``.
 
@@ -298,10 +299,14 @@ class BucketsClient:
         ``progress`` gets the cumulative bytes sent. If the hub becomes unreachable mid-stream
         the upload restarts from the beginning when ``stream`` is seekable, else it fails with
         :class:`HubUnavailable` (the hub keeps nothing of an interrupted push).
+        ``light_root`` asks a bucketfs hub to leave ``path_metadata`` out of the returned root
+        (it grows with the bucket), as the mount wants for many single-file pushes.
         """
         chunk_size = _check_chunk(chunk_size)
         start = _tell(stream)
-        header = pb.PushPathRequest.Header(key=key, path=path, root=root or "")
+        header = pb.PushPathRequest.Header(
+            key=key, path=path, root=root or "", light_root=light_root
+        )
         if mode is not None:
             header.mode = mode
         if mtime_ns is not None:
@@ -663,6 +668,24 @@ class BucketsClient:
         req = fs_pb2.LinkRequest(key=key, path=path, cid=cid, root=root or "")
         _set_attrs(req, mode, mtime_ns)
         return self._unary(self._fs.Link, req, "Link")
+
+    def fs_remove(
+        self, key: str, path: str, root: str | None = None, rmdir: bool = False
+    ) -> Any:
+        """unlink(2) (or rmdir(2) with ``rmdir``) semantics; retried only with ``root``.
+
+        Unlike :meth:`remove_path`, a directory is refused unless ``rmdir`` and empty.
+        """
+        req = fs_pb2.RemoveRequest(key=key, path=path, root=root or "", rmdir=rmdir)
+        return self._unary(self._fs.Remove, req, "FS.Remove", retry=bool(root))
+
+    def unlink(self, key: str, path: str, root: str | None = None) -> Any:
+        """Remove a file or symlink (FailedPrecondition for a directory)."""
+        return self.fs_remove(key, path, root, rmdir=False)
+
+    def rmdir(self, key: str, path: str, root: str | None = None) -> Any:
+        """Remove an empty directory."""
+        return self.fs_remove(key, path, root, rmdir=True)
 
     def list_dir(self, key: str, path: str = "") -> Any:
         """One directory level without the full Root (``ListDirReply``: ``item``, ``root``)."""

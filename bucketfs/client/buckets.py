@@ -174,9 +174,13 @@ class BucketsClient:
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def _md(self) -> list[tuple[str, str]]:
+    def metadata(self) -> list[tuple[str, str]]:
+        """The gRPC metadata for one call: thread, fresh API signature, and the token (fetched
+        with the identity on first use). For adapters that call the stubs on ``channel``."""
         self.threads.ensure_token()
         return self.auth.metadata()
+
+    _md = metadata
 
     def _unary(self, method: Any, request: Any, name: str, retry: bool = True) -> Any:
         return with_retries(

@@ -152,8 +152,8 @@ def public_key_bytes_to_string(raw: bytes) -> str:
     return multibase_encode(_ED25519_PUB_PREFIX + raw)
 
 
-def _parse_libp2p_key(data: bytes) -> tuple[int, bytes]:
-    """Parse the libp2p key protobuf ``{KeyType Type = 1; bytes Data = 2}``."""
+def parse_libp2p_key(data: bytes) -> tuple[int, bytes]:
+    """Parse the libp2p key protobuf ``{KeyType Type = 1; bytes Data = 2}`` to ``(type, data)``."""
     pos = 0
     key_type: int | None = None
     key_data: bytes | None = None
@@ -188,7 +188,7 @@ def parse_public_key(text: str) -> bytes:
         data = multibase_decode(text)
     except MultibaseError as exc:
         raise InvalidKey(f"invalid public key string: {exc}") from exc
-    key_type, raw = _parse_libp2p_key(data)
+    key_type, raw = parse_libp2p_key(data)
     if key_type != KEY_TYPE_ED25519:
         name = _KEY_TYPE_NAMES.get(key_type, str(key_type))
         raise InvalidKey(f"unsupported public key type {name} (only Ed25519 is supported)")
@@ -255,7 +255,7 @@ class Identity:
             data = multibase_decode(text.strip())
         except MultibaseError as exc:
             raise InvalidKey(f"invalid private key string: {exc}") from exc
-        key_type, raw = _parse_libp2p_key(data)
+        key_type, raw = parse_libp2p_key(data)
         if key_type != KEY_TYPE_ED25519:
             raise InvalidKey("unsupported private key type (only Ed25519 is supported)")
         if len(raw) not in (32, 64):
@@ -550,6 +550,7 @@ __all__ = [
     "multibase_encode",
     "new_api_key",
     "new_thread_id",
+    "parse_libp2p_key",
     "parse_public_key",
     "parse_rfc3339",
     "parse_thread_id",

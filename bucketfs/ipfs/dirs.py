@@ -297,9 +297,12 @@ def set_entry(store: Blockstore, root: CID, path: str, cid: CID, tsize: int) -> 
 def _remove(
     store: Blockstore, dir_cid: CID, comps: list[bytes], done: list[bytes], path: str
 ) -> tuple[CID, int]:
-    shown = "/".join(_name(c) for c in done) or "/"
-    d = _load_dir(store, dir_cid, shown)
     name = comps[0]
+    try:
+        d = _load_dir(store, dir_cid)
+    except NotADirectory:
+        # Removing below a file: the path does not exist, said the way the resolver says it.
+        raise PathNotFound(f'no link named "{_name(name)}" under {dir_cid}') from None
     if len(comps) == 1:
         return _drop_entry(store, d, name, path)
     existing = _lookup(store, d, name)

@@ -1,0 +1,1126 @@
+"""The mount's core: a bucket as a POSIX-ish filesystem, with plain-value methods.
+
+:class:`BucketFS` knows nothing about FUSE: :mod:`.ops` forwards each kernel request to one
+method here (from a worker thread) and turns exceptions into errnos. That keeps the whole
+filesystem testable without a mount.
+
+The local view is the remote snapshot plus local state:
+
+- **remote snapshot** — directory listings (``FS.ListDir``, one call per directory, with size,
+  mode, mtime and symlink target per entry), cached per directory and tagged with the root they
+  belong to. A listing is valid only while its root is the mount's current root. After a
+  mutation of our own (which the hub applied fast-forward on that very root) the cached listings
+  are carried over to the new root and patched in place, so our own writes cost no re-listing.
+- **dirty files** — :class:`~.writeback.Record` s by path (new or edited files not yet in the
+  bucket). They shadow the remote entry of the same path. Upload happens in the background
+  (:mod:`.uploader`) after the last close plus ``writeback_delay``, or at once on fsync.
+- **namespace changes** (mkdir, unlink, rmdir, rename, symlink, chmod, utimens) are applied to
+  the hub synchronously, each with the current root as the fast-forward root, and then patched
+  into the snapshot. (A persisted operation log for offline namespace changes is issue 6.)
+
+On "update is non-fast-forward" the mount adopts the new root (:meth:`BucketFS.adopt_root`:
+compare the cached listings, tell the kernel what changed, move conflicting dirty files aside)
+and retries.
+
+Lock rules (the order is always ``_mut`` → ``Record.lock`` → ``_lock``):
+
+- ``_mut`` serialises every mutation of the bucket (namespace calls, uploads, adopting a new
+  root). It is held across network calls.
+- ``Record.lock`` guards one dirty file's chunks and fields (see :mod:`.writeback`).
+- ``_lock`` guards the in-memory tables (inodes, listings, dirty map, handles). It is held only
+  for dictionary work: no network or disk I/O under it.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import logging
+import os
+import socket
+import stat
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Protocol
+
+from bucketfs.client import errors as ce
+from bucketfs.mount.errors import FSError
+from bucketfs.mount.inodes import ROOT_INODE, InodeTable, join, parent_of
+from bucketfs.mount.readcache import ReadCache
+from bucketfs.mount.remote import Remote, RemoteItem
+from bucketfs.mount.writeback import DirtyStore, Record
+
+log = logging.getLogger(__name__)
+
+NAME_MAX = 255
+SEED_NAME = ".textileseed"  # the bucket's seed block: hidden, never touched
+DEFAULT_MODE = {"file": 0o644, "dir": 0o755, "symlink": 0o777}
+TYPE_BITS = {"file": stat.S_IFREG, "dir": stat.S_IFDIR, "symlink": stat.S_IFLNK}
+MAX_LISTINGS = 4096  # cached directories (each bounded by its entry count)
+XATTR_CID = "user.bucketfs.cid"
+XATTR_ROOT = "user.bucketfs.root"
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+
+
+class Notifier(Protocol):
+    """Where the core sends kernel cache invalidations (queued; never blocks the caller)."""
+
+    def entry(self, parent_ino: int, name: str) -> None:
+        """The kernel's entry for ``name`` in ``parent_ino`` is stale."""
+
+    def inode(self, ino: int) -> None:
+        """The attributes and cached data of ``ino`` are stale."""
+
+
+class NullNotifier:
+    """For use without a kernel (unit tests, tools): records nothing."""
+
+    def entry(self, parent_ino: int, name: str) -> None:
+        """Ignore."""
+
+    def inode(self, ino: int) -> None:
+        """Ignore."""
+
+
+@dataclass(frozen=True)
+class Attr:
+    """Attributes of one entry, as the kernel gets them."""
+
+    ino: int
+    kind: str
+    size: int
+    mode: int  # full st_mode (type bits + permissions)
+    mtime_ns: int
+    uid: int
+    gid: int
+    target: str = ""
+    cid: str = ""  # "" for dirty files (not in the bucket yet)
+
+
+@dataclass
+class Handle:
+    """One open file."""
+
+    ino: int
+    cid: str  # the remote content at open time (clean reads use this snapshot)
+    size: int
+    writable: bool
+    next_offset: int = -1  # end of the previous read, for sequential read-ahead
+
+
+@dataclass
+class _Dir:
+    children: dict[str, RemoteItem]
+    root: str
+
+
+@dataclass
+class Stats:
+    """Counters for the status command."""
+
+    uploads: int = 0
+    upload_errors: int = 0
+    conflicts: int = 0
+    remote_changes: int = 0
+    last_sync: float = 0.0
+    last_error: str = ""
+    conflict_paths: list[str] = field(default_factory=list)
+
+
+def now_ns() -> int:
+    """Wall-clock time in Unix nanoseconds."""
+    return time.time_ns()
+
+
+def check_name(name: str) -> None:
+    """Reject names the bucket cannot hold."""
+    if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX:
+        raise FSError(errno.ENAMETOOLONG)
+    if name in ("", ".", "..") or "/" in name or "\0" in name:
+        raise FSError(errno.EINVAL)
+    if SEED_NAME in name:
+        # The hub refuses any path containing the seed name (spec 5.4).
+        raise FSError(errno.EPERM, "names containing .textileseed are reserved")
+
+
+def conflict_name(name: str, host: str, when: float) -> str:
+    """``report.txt`` → ``report.conflict-<host>-<UTC timestamp>.txt``."""
+    stem, dot, ext = name.rpartition(".")
+    if not stem:  # no extension (or a dot file): append
+        stem, dot, ext = name, "", ""
+    stamp = datetime.fromtimestamp(when, UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stem}.conflict-{host}-{stamp}{dot}{ext}"
+
+
+class BucketFS:
+    """The filesystem core. Every public method is blocking and thread-safe."""
+
+    def __init__(
+        self,
+        remote: Remote,
+        store: DirtyStore,
+        reads: ReadCache,
+        *,
+        writeback_delay: float = 1.0,
+        fsync_local: bool = False,
+        read_only: bool = False,
+        notifier: Notifier | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+        hostname: str | None = None,
+    ) -> None:
+        self.remote = remote
+        self.store = store
+        self.reads = reads
+        self.writeback_delay = writeback_delay
+        self.fsync_local = fsync_local
+        self.read_only = read_only
+        self.notifier: Notifier = notifier or NullNotifier()
+        self.uid = os.getuid() if uid is None else uid
+        self.gid = os.getgid() if gid is None else gid
+        self.hostname = (hostname or socket.gethostname()).split(".")[0] or "host"
+        self.stats = Stats()
+        self.root = ""
+        self._mut = threading.RLock()
+        self._lock = threading.RLock()
+        self._inodes = InodeTable()
+        self._listings: collections.OrderedDict[str, _Dir] = collections.OrderedDict()
+        self._dirty: dict[str, Record] = {}
+        self._orphans: dict[int, Record] = {}  # unlinked dirty files still open, by inode
+        self._handles: dict[int, Handle] = {}
+        self._open: collections.Counter[int] = collections.Counter()
+        self._due: dict[str, float] = {}  # file_id → upload time (after the last close)
+        self._next_fh = 1
+        self._seen_cid: dict[int, str] = {}  # CID at the last open, per inode (page cache)
+        self._start_ns = now_ns()
+        self.work = threading.Condition()  # notified when an upload becomes due
+
+    # -- start-up ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Read the bucket root and re-queue the dirty files a previous run left behind."""
+        self.root = self.remote.root()
+        for rec in self.store.load_all():
+            if rec.path is None:
+                self.store.drop(rec)  # unlinked while open when the last run ended
+                continue
+            with self._lock:
+                self._dirty[rec.path] = rec
+                ino = self._inodes.ensure(rec.path)
+                self._inodes.pin(ino)
+                self._due[rec.file_id] = 0.0
+            log.info("re-queued dirty file %s (%d bytes) from the cache", rec.path, rec.size)
+
+    # -- namespace reads -----------------------------------------------------------------------
+
+    def lookup(self, parent_ino: int, name: str) -> Attr:
+        """The entry ``name`` in directory ``parent_ino`` (raises ENOENT); counts a lookup."""
+        if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX:
+            raise FSError(errno.ENAMETOOLONG)
+        parent = self._dir_path(parent_ino)
+        if name == SEED_NAME:
+            raise FSError(errno.ENOENT)
+        path = join(parent, name)
+        entry = self._entry(path)
+        if entry is None:
+            raise FSError(errno.ENOENT)
+        with self._lock:
+            ino = self._inodes.lookup(path)
+        return self._attr(ino, entry)
+
+    def getattr(self, ino: int) -> Attr:
+        """Attributes of ``ino``."""
+        with self._lock:
+            try:
+                path = self._inodes.path(ino)
+            except KeyError:
+                raise FSError(errno.ENOENT) from None
+            orphan = self._orphans.get(ino)
+        if path is None:
+            if orphan is not None:
+                return self._attr(ino, orphan)
+            raise FSError(errno.ENOENT)
+        entry = self._entry(path)
+        if entry is None:
+            raise FSError(errno.ENOENT)
+        return self._attr(ino, entry)
+
+    def readdir(self, ino: int) -> list[tuple[str, Attr]]:
+        """Every entry of directory ``ino`` with attributes (no lookup counted: see
+        :meth:`count_lookup`)."""
+        path = self._dir_path(ino)
+        children = self._children(path)
+        with self._lock:
+            merged: dict[str, RemoteItem | Record] = dict(children)
+            merged.pop(SEED_NAME, None)
+            for p, rec in self._dirty.items():
+                if parent_of(p) == path and p:
+                    merged[p.rpartition("/")[2]] = rec
+            out = []
+            for name in sorted(merged):
+                child_ino = self._inodes.ensure(join(path, name))
+                out.append((name, self._attr(child_ino, merged[name])))
+        return out
+
+    def count_lookup(self, ino: int) -> None:
+        """The kernel took a reference to ``ino`` through readdirplus."""
+        with self._lock:
+            path = self._inodes.path(ino)
+            if path is not None:
+                self._inodes.lookup(path)
+
+    def forget(self, ino: int, count: int) -> None:
+        """The kernel dropped ``count`` references to ``ino``."""
+        with self._lock:
+            self._inodes.forget(ino, count)
+
+    def readlink(self, ino: int) -> str:
+        """The target of a symlink."""
+        attr = self.getattr(ino)
+        if attr.kind != "symlink":
+            raise FSError(errno.EINVAL)
+        return attr.target
+
+    def statfs(self) -> dict[str, int]:
+        """Filesystem numbers: a bucket has no fixed capacity, so report a large one."""
+        bsize = 4096
+        total = 1 << 40  # 4 PiB in 4 KiB blocks: "plenty", like other remote mounts
+        return {
+            "f_bsize": bsize,
+            "f_frsize": bsize,
+            "f_blocks": total,
+            "f_bfree": total,
+            "f_bavail": total,
+            "f_files": 1 << 32,
+            "f_ffree": 1 << 32,
+            "f_favail": 1 << 32,
+            "f_namemax": NAME_MAX,
+        }
+
+    def getxattr(self, ino: int, name: str) -> bytes:
+        """``user.bucketfs.cid`` (any clean entry) and ``user.bucketfs.root`` (mount root)."""
+        if name == XATTR_ROOT and ino == ROOT_INODE:
+            return self.root.rsplit("/", 1)[-1].encode()
+        if name != XATTR_CID:
+            raise FSError(_ENOATTR)
+        attr = self.getattr(ino)
+        if ino == ROOT_INODE:
+            return self.root.rsplit("/", 1)[-1].encode()
+        if not attr.cid and attr.kind == "dir":
+            # Directory CIDs change with every write below them; ask the hub for the current one.
+            with self._lock:
+                path = self._inodes.path(ino)
+            if path is None:
+                raise FSError(errno.ENOENT)
+            return self.remote.list_dir(path).item.cid.encode()
+        if not attr.cid:
+            raise FSError(_ENOATTR)  # a dirty file has no CID until it is uploaded
+        return attr.cid.encode()
+
+    def listxattr(self, ino: int) -> list[str]:
+        """The xattr names of ``ino``."""
+        self.getattr(ino)
+        return [XATTR_CID, XATTR_ROOT] if ino == ROOT_INODE else [XATTR_CID]
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def open(self, ino: int, write: bool, truncate: bool = False) -> tuple[int, bool]:
+        """Open ``ino``; returns ``(fh, keep_cache)``."""
+        if write and self.read_only:
+            raise FSError(errno.EROFS)
+        attr = self.getattr(ino)
+        if attr.kind == "dir":
+            raise FSError(errno.EISDIR)
+        with self._lock:
+            fh = self._next_fh
+            self._next_fh += 1
+            self._handles[fh] = Handle(ino, attr.cid, attr.size, write)
+            self._open[ino] += 1
+            self._inodes.pin(ino)
+            # The kernel may keep its cached pages only if the content is the one it saw at
+            # the previous open (same CID); dirty files are written through us, so also fine.
+            keep = self._seen_cid.get(ino) == attr.cid
+            self._seen_cid[ino] = attr.cid
+        if truncate:
+            self.setattr(ino, size=0)
+        return fh, keep
+
+    def create(self, parent_ino: int, name: str, mode: int) -> tuple[int, Attr]:
+        """Create an empty file and open it for writing; returns ``(fh, attr)``."""
+        if self.read_only:
+            raise FSError(errno.EROFS)
+        check_name(name)
+        parent = self._dir_path(parent_ino)
+        path = join(parent, name)
+        with self._mut:
+            existing = self._entry(path)
+            if existing is not None:
+                raise FSError(errno.EEXIST)
+            rec = self.store.new(path, "", 0, mode & 0o7777, now_ns(), expect_cid="")
+            with self._lock:
+                self._dirty[path] = rec
+                ino = self._inodes.lookup(path)
+                self._inodes.pin(ino)
+        fh, _ = self.open(ino, write=True)
+        return fh, self._attr(ino, rec)
+
+    def read(self, fh: int, offset: int, length: int) -> bytes:
+        """Read from an open file."""
+        h = self._handle(fh)
+        rec = self._record_of(h.ino)
+        if rec is not None:
+            return self.store.read(rec, offset, length)
+        data = self.reads.read(h.cid, h.size, offset, length)
+        if offset == h.next_offset or offset == 0:
+            self.reads.prefetch(h.cid, h.size, offset + len(data))
+        h.next_offset = offset + len(data)
+        return data
+
+    def write(self, fh: int, offset: int, data: bytes) -> int:
+        """Write to an open file (it becomes dirty)."""
+        h = self._handle(fh)
+        if not h.writable:
+            raise FSError(errno.EBADF)
+        while True:
+            rec = self._record_for_write(h.ino)
+            with rec.lock:
+                if rec.dropped:
+                    continue  # just uploaded and cleaned: start a new record on the new base
+                n = self.store.write(rec, offset, data)
+                rec.mtime_ns = now_ns()
+                return n
+
+    def flush(self, fh: int) -> None:
+        """close(2) of one descriptor: make the record's metadata durable."""
+        h = self._handle(fh)
+        rec = self._record_of(h.ino)
+        if rec is not None:
+            with rec.lock:
+                self.store.save(rec)
+
+    def release(self, fh: int) -> None:
+        """The last descriptor of ``fh`` is gone: schedule the upload after the delay."""
+        with self._lock:
+            h = self._handles.pop(fh, None)
+            if h is None:
+                return
+            self._open[h.ino] -= 1
+            last = self._open[h.ino] <= 0
+            if last:
+                del self._open[h.ino]
+            orphan = self._orphans.pop(h.ino, None) if last else None
+            rec = None
+            try:
+                path = self._inodes.path(h.ino)
+            except KeyError:
+                path = None
+            if path is not None:
+                rec = self._dirty.get(path)
+            if rec is not None and last:
+                self._due[rec.file_id] = time.monotonic() + self.writeback_delay
+            self._inodes.unpin(h.ino)
+        if orphan is not None:
+            self._discard(orphan)  # unlinked while open: nothing to upload
+        if rec is not None and last:
+            with self.work:
+                self.work.notify_all()
+
+    def fsync(self, fh: int) -> None:
+        """Make the file durable: in the bucket (default) or in the local cache (fsync=local)."""
+        h = self._handle(fh)
+        rec = self._record_of(h.ino)
+        if rec is None:
+            return
+        with rec.lock:
+            self.store.save(rec)
+        if self.fsync_local:
+            return
+        with self._mut:
+            self._upload(rec)
+
+    # -- attribute changes ---------------------------------------------------------------------
+
+    def setattr(
+        self,
+        ino: int,
+        *,
+        mode: int | None = None,
+        size: int | None = None,
+        mtime_ns: int | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+    ) -> Attr:
+        """chmod / truncate / utimens / chown (to ourselves only)."""
+        if (uid is not None and uid != self.uid) or (gid is not None and gid != self.gid):
+            # The bucket stores no owners: accepting this would silently lose it.
+            raise FSError(errno.EPERM, "the bucket has no owners; chown is not supported")
+        if mode is None and size is None and mtime_ns is None:
+            return self.getattr(ino)
+        if self.read_only:
+            raise FSError(errno.EROFS)
+        attr = self.getattr(ino)
+        if size is not None:
+            if attr.kind == "dir":
+                raise FSError(errno.EISDIR)
+            if size < 0:
+                raise FSError(errno.EINVAL)
+            while True:
+                rec = self._record_for_write(ino)
+                with rec.lock:
+                    if rec.dropped:
+                        continue
+                    self.store.truncate(rec, size)
+                    rec.mtime_ns = now_ns() if mtime_ns is None else mtime_ns
+                    self.store.save(rec)
+                    break
+            self._schedule_if_closed(ino, rec)
+        rec = self._record_of(ino)
+        if rec is not None and (mode is not None or mtime_ns is not None):
+            with rec.lock:
+                if mode is not None:
+                    rec.mode = mode & 0o7777
+                if mtime_ns is not None:
+                    rec.mtime_ns = mtime_ns
+                self.store.save(rec)
+            self._schedule_if_closed(ino, rec)
+        elif rec is None and (mode is not None or mtime_ns is not None):
+            path = self._path(ino)
+            with self._mut:
+                new_root, item = self._mutate(
+                    lambda root: self.remote.set_attr(
+                        path, root, None if mode is None else mode & 0o7777, mtime_ns
+                    )
+                )
+                self._apply_own(new_root, lambda: self._set_child(path, item))
+        return self.getattr(ino)
+
+    # -- namespace changes ---------------------------------------------------------------------
+
+    def mkdir(self, parent_ino: int, name: str, mode: int) -> Attr:
+        """Create a directory in the bucket."""
+        return self._make(parent_ino, name, lambda p, r: self.remote.mkdir(
+            p, r, mode & 0o7777, now_ns()))
+
+    def symlink(self, parent_ino: int, name: str, target: str) -> Attr:
+        """Create a symlink (a UnixFS symlink node) in the bucket."""
+        return self._make(parent_ino, name, lambda p, r: self.remote.symlink(
+            p, target, r, now_ns()))
+
+    def unlink(self, parent_ino: int, name: str) -> None:
+        """Remove a file or symlink."""
+        self._remove(parent_ino, name, rmdir=False)
+
+    def rmdir(self, parent_ino: int, name: str) -> None:
+        """Remove an empty directory."""
+        self._remove(parent_ino, name, rmdir=True)
+
+    def link(self) -> None:
+        """Hard links: a UnixFS DAG has no link counts to keep, so refuse explicitly."""
+        raise FSError(errno.EPERM, "hard links are not supported")
+
+    def rename(self, p_old: int, n_old: str, p_new: int, n_new: str, flags: int = 0) -> None:
+        """rename(2)/renameat2(2) of files and whole directories."""
+        if self.read_only:
+            raise FSError(errno.EROFS)
+        check_name(n_new)
+        if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) or flags == (
+            RENAME_NOREPLACE | RENAME_EXCHANGE
+        ):
+            raise FSError(errno.EINVAL)
+        src = join(self._dir_path(p_old), n_old)
+        dst = join(self._dir_path(p_new), n_new)
+        with self._mut:
+            s = self._entry(src)
+            if s is None or n_old == SEED_NAME:
+                raise FSError(errno.ENOENT)
+            d = self._entry(dst)
+            if src == dst:
+                return
+            if dst.startswith(src + "/") or (flags & RENAME_EXCHANGE and src.startswith(dst + "/")):
+                raise FSError(errno.EINVAL)
+            if flags & RENAME_EXCHANGE:
+                self._exchange(src, dst, d)
+                return
+            if d is not None:
+                if flags & RENAME_NOREPLACE:
+                    raise FSError(errno.EEXIST)
+                d_kind = _kind(d)
+                if d_kind == "dir":
+                    if _kind(s) != "dir":
+                        raise FSError(errno.EISDIR)
+                    if self._nonempty(dst):
+                        raise FSError(errno.ENOTEMPTY)
+                elif _kind(s) == "dir":
+                    raise FSError(errno.ENOTDIR)
+            src_remote = self._remote_entry(src)
+            dst_remote = self._remote_entry(dst)
+            if src_remote is not None:
+                new_root, _ = self._mutate(
+                    lambda root: (self.remote.rename(src, dst, 0, root), None)
+                )
+                self._apply_own(new_root, lambda: self._move_entry(src, dst, src_remote))
+            elif dst_remote is not None:
+                # Only a local (never uploaded) file moves; its upload will replace dst, which
+                # is what we now expect to find there.
+                s.expect_cid = dst_remote.cid  # type: ignore[union-attr]
+            with self._lock:
+                replaced = self._dirty.get(dst)
+            if replaced is not None and replaced is not s:
+                self._forget_record(replaced, dst)
+            self._move_records(src, dst)
+            with self._lock:
+                self._inodes.rename(src, dst)
+        self.notifier.entry(self._ino_or_zero(parent_of(src)), n_old)
+
+    # -- uploads (called by the uploader thread and by fsync/flush_all) -------------------------
+
+    def due_uploads(self, now: float) -> tuple[list[Record], float | None]:
+        """Dirty files whose upload is due, and when the next one will be."""
+        ready, nxt = [], None
+        with self._lock:
+            for rec in list(self._dirty.values()):
+                t = self._due.get(rec.file_id)
+                if t is None:
+                    continue  # still open (or never closed): upload on close or fsync
+                if t <= now:
+                    ready.append(rec)
+                elif nxt is None or t < nxt:
+                    nxt = t
+        return ready, nxt
+
+    def upload(self, rec: Record) -> None:
+        """Push one dirty file now (blocking; raises client errors for the caller to retry)."""
+        with self._mut:
+            self._upload(rec)
+
+    def retry_later(self, rec: Record, delay: float) -> None:
+        """Re-schedule a failed upload."""
+        with self._lock:
+            if rec.file_id in self._due:
+                self._due[rec.file_id] = time.monotonic() + delay
+
+    def dirty_records(self) -> list[Record]:
+        """All files not in the bucket yet."""
+        with self._lock:
+            return list(self._dirty.values())
+
+    def status(self) -> dict:
+        """A snapshot for ``bucketfs umount``/``status``."""
+        with self._lock:
+            recs = list(self._dirty.values())
+            return {
+                "bucket": self.remote.key,
+                "root": self.root,
+                "dirty_files": len(recs),
+                "dirty_bytes": sum(r.size for r in recs),
+                "queue": [{"path": r.path, "size": r.size} for r in recs],
+                "uploads": self.stats.uploads,
+                "upload_errors": self.stats.upload_errors,
+                "last_error": self.stats.last_error,
+                "last_sync": self.stats.last_sync,
+                "conflicts": self.stats.conflicts,
+                "conflict_paths": list(self.stats.conflict_paths),
+                "remote_changes": self.stats.remote_changes,
+                "inodes": len(self._inodes),
+                "open_files": len(self._handles),
+            }
+
+    # -- remote changes ------------------------------------------------------------------------
+
+    def check_remote(self) -> bool:
+        """Poll the bucket root once; adopt it if it moved. Returns True if it changed."""
+        new = self.remote.root()
+        if new == self.root:
+            return False
+        with self._mut:
+            if new == self.root:
+                return False
+            self.adopt_root(new)
+        return True
+
+    def adopt_root(self, new_root: str) -> None:
+        """The bucket moved to ``new_root`` by someone else's hand (call with ``_mut`` held).
+
+        Every cached directory is listed again at the new root and compared with what the
+        kernel was told; only the entries that changed are invalidated. Dirty files whose
+        remote version changed under them are moved aside as conflict copies.
+        """
+        old_root = self.root
+        with self._lock:
+            dirs = [p for p, d in self._listings.items() if d.root == old_root]
+        fresh: dict[str, dict[str, RemoteItem] | None] = {}
+        for path in dirs:
+            try:
+                fresh[path] = self.remote.list_dir(path).children
+            except ce.NotFound:
+                fresh[path] = None
+            except ce.ClientError as exc:
+                raise FSError(errno.EIO, f"listing {path!r} at the new root: {exc}") from exc
+        notes: list[tuple[int, str]] = []
+        inos: list[int] = []
+        with self._lock:
+            self.root = new_root
+            self.stats.remote_changes += 1
+            for path in dirs:
+                old = self._listings.get(path)
+                new = fresh[path]
+                if new is None:
+                    self._listings.pop(path, None)
+                    continue
+                dir_ino = self._inodes.get(path)
+                for name in set(old.children) | set(new):
+                    a, b = old.children.get(name), new.get(name)
+                    if _same(a, b):
+                        continue
+                    child = join(path, name)
+                    if dir_ino is not None:
+                        notes.append((dir_ino, name))
+                    cino = self._inodes.get(child)
+                    if cino is not None:
+                        inos.append(cino)
+                self._listings[path] = _Dir(new, new_root)
+        for dir_ino, name in notes:
+            self.notifier.entry(dir_ino, name)
+        for ino in inos:
+            self.notifier.inode(ino)
+        self._find_conflicts()
+
+    # -- internals: entries --------------------------------------------------------------------
+
+    def _entry(self, path: str) -> RemoteItem | Record | None:
+        """The merged view of ``path``: a dirty record, a remote item, or None."""
+        if path == "":
+            return RemoteItem("", "", "dir", 0, 0, 0)
+        with self._lock:
+            rec = self._dirty.get(path)
+        if rec is not None:
+            return rec
+        return self._remote_entry(path)
+
+    def _remote_entry(self, path: str) -> RemoteItem | None:
+        if path == "":
+            return RemoteItem("", "", "dir", 0, 0, 0)
+        parent, _, name = path.rpartition("/")
+        try:
+            children = self._children(parent)
+        except FSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                return None
+            raise
+        return children.get(name)
+
+    def _children(self, path: str) -> dict[str, RemoteItem]:
+        """The remote listing of directory ``path`` at the current root (cached)."""
+        with self._lock:
+            d = self._listings.get(path)
+            if d is not None and d.root == self.root:
+                self._listings.move_to_end(path)
+                return d.children
+            root = self.root
+        if path and not self._parent_has_dir(path):
+            # A local-only parent chain (or none): the hub has nothing to list.
+            raise FSError(errno.ENOENT)
+        try:
+            listing = self.remote.list_dir(path)
+        except ce.NotFound:
+            raise FSError(errno.ENOENT) from None
+        except ce.InvalidArgument:
+            raise FSError(errno.ENOTDIR) from None
+        with self._lock:
+            # Cache only a listing of the root we are at: a newer one is the reconciler's job.
+            if listing.root == self.root == root:
+                self._listings[path] = _Dir(listing.children, listing.root)
+                self._listings.move_to_end(path)
+                while len(self._listings) > MAX_LISTINGS:
+                    self._listings.popitem(last=False)
+        return listing.children
+
+    def _parent_has_dir(self, path: str) -> bool:
+        """Whether ``path``'s parent listing (if cached) shows it as a directory."""
+        parent, _, name = path.rpartition("/")
+        with self._lock:
+            d = self._listings.get(parent)
+            if d is None or d.root != self.root:
+                return True  # unknown: ask the hub
+            item = d.children.get(name)
+        return item is not None and item.kind == "dir"
+
+    def _nonempty(self, path: str) -> bool:
+        children = self._children(path)
+        if any(n != SEED_NAME for n in children):
+            return True
+        with self._lock:
+            return any(parent_of(p) == path for p in self._dirty)
+
+    def _attr(self, ino: int, entry: RemoteItem | Record) -> Attr:
+        if isinstance(entry, Record):
+            kind, size, mode, mtime, target, cid = (
+                "file", entry.size, entry.mode, entry.mtime_ns, "", "")
+        else:
+            kind, size, mode, mtime, target, cid = (
+                entry.kind, entry.size, entry.mode, entry.mtime_ns, entry.target, entry.cid)
+            if kind == "symlink":
+                size = len(target.encode())
+        return Attr(
+            ino=ino,
+            kind=kind,
+            size=size,
+            mode=TYPE_BITS[kind] | (mode or DEFAULT_MODE[kind]),
+            mtime_ns=mtime or self._start_ns,
+            uid=self.uid,
+            gid=self.gid,
+            target=target,
+            cid=cid,
+        )
+
+    def _dir_path(self, ino: int) -> str:
+        path = self._path(ino)
+        if ino != ROOT_INODE:
+            entry = self._entry(path)
+            if entry is None:
+                raise FSError(errno.ENOENT)
+            if _kind(entry) != "dir":
+                raise FSError(errno.ENOTDIR)
+        return path
+
+    def _path(self, ino: int) -> str:
+        with self._lock:
+            try:
+                path = self._inodes.path(ino)
+            except KeyError:
+                raise FSError(errno.ENOENT) from None
+        if path is None:
+            raise FSError(errno.ENOENT)
+        return path
+
+    def _ino_or_zero(self, path: str) -> int:
+        with self._lock:
+            return self._inodes.get(path) or 0
+
+    def _handle(self, fh: int) -> Handle:
+        with self._lock:
+            h = self._handles.get(fh)
+        if h is None:
+            raise FSError(errno.EBADF)
+        return h
+
+    # -- internals: dirty records --------------------------------------------------------------
+
+    def _record_of(self, ino: int) -> Record | None:
+        with self._lock:
+            orphan = self._orphans.get(ino)
+            if orphan is not None:
+                return orphan
+            try:
+                path = self._inodes.path(ino)
+            except KeyError:
+                return None
+            return None if path is None else self._dirty.get(path)
+
+    def _record_for_write(self, ino: int) -> Record:
+        """The dirty record of ``ino``, created from its remote version if it is clean."""
+        rec = self._record_of(ino)
+        if rec is not None:
+            return rec
+        path = self._path(ino)
+        with self._mut:
+            rec = self._record_of(ino)
+            if rec is not None:
+                return rec
+            item = self._remote_entry(path)
+            if item is None:
+                raise FSError(errno.ENOENT)
+            if item.kind != "file":
+                raise FSError(errno.EISDIR if item.kind == "dir" else errno.EINVAL)
+            rec = self.store.new(path, item.cid, item.size, item.mode or 0o644,
+                                 item.mtime_ns or self._start_ns)
+            with self._lock:
+                self._dirty[path] = rec
+                self._inodes.pin(ino)
+            return rec
+
+    def _schedule_if_closed(self, ino: int, rec: Record) -> None:
+        with self._lock:
+            if self._open.get(ino, 0) <= 0:
+                self._due[rec.file_id] = time.monotonic() + self.writeback_delay
+        with self.work:
+            self.work.notify_all()
+
+    def _forget_record(self, rec: Record, path: str) -> None:
+        """``rec`` (at ``path``) is replaced or unlinked: keep it only for open handles."""
+        with self._lock:
+            if self._dirty.get(path) is rec:
+                del self._dirty[path]
+            self._due.pop(rec.file_id, None)
+            ino = self._inodes.get(path)
+            still_open = ino is not None and self._open.get(ino, 0) > 0
+            if still_open:
+                self._orphans[ino] = rec
+            rec.path = None
+            rec.dropped = True
+            if ino is not None:
+                self._inodes.unpin(ino)
+        if not still_open:
+            self._discard(rec)
+
+    def _discard(self, rec: Record) -> None:
+        with rec.lock:
+            rec.dropped = True
+            self.store.drop(rec)
+
+    def _move_records(self, src: str, dst: str) -> None:
+        with self._lock:
+            moved = [
+                (p, r) for p, r in self._dirty.items() if p == src or p.startswith(src + "/")
+            ]
+            for p, _ in moved:
+                del self._dirty[p]
+            for p, r in moved:
+                r.path = dst + p[len(src) :]
+                self._dirty[r.path] = r
+        for _, r in moved:
+            with r.lock:
+                self.store.save(r)
+
+    def _upload(self, rec: Record) -> None:
+        """Push ``rec`` (``_mut`` held). Retries after adopting a newer root."""
+        for _attempt in range(8):
+            with self._lock:
+                path = rec.path
+                if path is None or self._dirty.get(path) is not rec:
+                    return  # unlinked, replaced or already uploaded
+                gen = rec.gen
+                mode, mtime = rec.mode, rec.mtime_ns
+            sent = [0]
+
+            def content(rec: Record = rec, sent: list[int] = sent):  # noqa: ANN202
+                for chunk in self.store.iter_content(rec):
+                    sent[0] += len(chunk)
+                    yield chunk
+
+            root = self.root
+            try:
+                new_root, cid = self.remote.push_file(path, content(), root, mode, mtime)
+            except ce.NonFastForward:
+                log.info("bucket changed under the upload of %s; rebasing", path)
+                self.adopt_root(self.remote.root())
+                continue
+            item = RemoteItem(path.rpartition("/")[2], cid, "file", sent[0], mode, mtime)
+            self._apply_own(new_root, lambda p=path, i=item: self._set_child(p, i))
+            with rec.lock, self._lock:
+                rec.expect_cid = cid
+                self.stats.uploads += 1
+                self.stats.last_sync = time.time()
+                if rec.gen == gen and self._dirty.get(path) is rec:
+                    # Clean now: the bucket holds exactly this content.
+                    del self._dirty[path]
+                    self._due.pop(rec.file_id, None)
+                    rec.dropped = True
+                    ino = self._inodes.get(path)
+                    if ino is not None:
+                        self._inodes.unpin(ino)
+                        for h in self._handles.values():
+                            if h.ino == ino:
+                                h.cid, h.size = cid, sent[0]
+                    clean = True
+                else:
+                    self.store.save(rec)  # changed while pushing: stays dirty
+                    clean = False
+            if clean:
+                self.store.drop(rec)
+            log.debug("uploaded %s (%d bytes) → %s", path, sent[0], cid)
+            return
+        raise FSError(errno.ESTALE, f"{path}: the bucket keeps changing; upload postponed")
+
+    def _find_conflicts(self) -> None:
+        """Dirty files whose remote version changed since we based on it: move them aside."""
+        with self._lock:
+            recs = list(self._dirty.items())
+        for path, rec in recs:
+            remote = self._remote_entry(path)
+            remote_cid = remote.cid if remote is not None else ""
+            if remote_cid == rec.expect_cid:
+                continue
+            if remote is None and rec.expect_cid:
+                # Deleted remotely while edited here: keep the local version under its name.
+                rec.expect_cid = ""
+                continue
+            when = time.time()
+            name = conflict_name(path.rpartition("/")[2], self.hostname, when)
+            new_path = join(parent_of(path), name)
+            log.warning(
+                "conflict: %s changed in the bucket while it had local edits; "
+                "the local version is kept as %s", path, new_path)
+            with self._lock:
+                self.stats.conflicts += 1
+                self.stats.conflict_paths.append(new_path)
+                rec.expect_cid = ""
+                ino = self._inodes.get(path)
+            self._move_records(path, new_path)
+            with self._lock:
+                self._inodes.rename(path, new_path)
+                self._due[rec.file_id] = 0.0
+            parent_ino = self._ino_or_zero(parent_of(path))
+            if parent_ino:
+                self.notifier.entry(parent_ino, path.rpartition("/")[2])
+                self.notifier.entry(parent_ino, name)
+            if ino is not None:
+                self.notifier.inode(ino)
+        with self.work:
+            self.work.notify_all()
+
+    # -- internals: own mutations --------------------------------------------------------------
+
+    def _mutate(self, call: Callable[[str], tuple]) -> tuple:
+        """Run ``call(root)`` against the hub, adopting a newer root and retrying on NFF."""
+        for _attempt in range(8):
+            try:
+                return call(self.root)
+            except ce.NonFastForward:
+                self.adopt_root(self.remote.root())
+        raise FSError(errno.ESTALE, "the bucket keeps changing")
+
+    def _apply_own(self, new_root: str, patch: Callable[[], None]) -> None:
+        """Our own mutation moved the root: carry the cached listings over and patch them."""
+        with self._lock:
+            old_root = self.root
+            for d in self._listings.values():
+                if d.root == old_root:
+                    d.root = new_root
+            self.root = new_root
+            patch()
+
+    def _set_child(self, path: str, item: RemoteItem | None) -> None:
+        parent, _, name = path.rpartition("/")
+        d = self._listings.get(parent)
+        if d is None or d.root != self.root:
+            return
+        children = dict(d.children)
+        if item is None:
+            children.pop(name, None)
+            self._drop_listings(path)
+        else:
+            children[name] = replace(item, name=name)
+        d.children = children
+
+    def _drop_listings(self, path: str) -> None:
+        for p in [p for p in self._listings if p == path or p.startswith(path + "/")]:
+            del self._listings[p]
+
+    def _move_entry(self, src: str, dst: str, item: RemoteItem) -> None:
+        moved = {
+            p: d for p, d in self._listings.items() if p == src or p.startswith(src + "/")
+        }
+        self._drop_listings(dst)
+        for p in moved:
+            del self._listings[p]
+        self._set_child(src, None)
+        self._set_child(dst, item)
+        for p, d in moved.items():
+            self._listings[dst + p[len(src) :]] = d
+
+    def _exchange(self, src: str, dst: str, d: RemoteItem | Record | None) -> None:
+        if d is None:
+            raise FSError(errno.ENOENT)
+        with self._lock:
+            busy = any(
+                p == x or p.startswith(x + "/") for p in self._dirty for x in (src, dst)
+            )
+        if busy:
+            # Swapping entries whose new content is not in the bucket yet would need both
+            # uploads to land atomically; refuse rather than half-do it.
+            raise FSError(errno.EINVAL, "RENAME_EXCHANGE of files with unsynced changes")
+        a, b = self._remote_entry(src), self._remote_entry(dst)
+        new_root, _ = self._mutate(
+            lambda root: (self.remote.rename(src, dst, RENAME_EXCHANGE, root), None)
+        )
+
+        def patch() -> None:
+            moved_a = {p: x for p, x in self._listings.items() if _under(p, src)}
+            moved_b = {p: x for p, x in self._listings.items() if _under(p, dst)}
+            for p in list(moved_a) + list(moved_b):
+                self._listings.pop(p, None)
+            self._set_child(src, b)
+            self._set_child(dst, a)
+            for p, x in moved_a.items():
+                self._listings[dst + p[len(src):]] = x
+            for p, x in moved_b.items():
+                self._listings[src + p[len(dst):]] = x
+            self._inodes.exchange(src, dst)
+
+        self._apply_own(new_root, patch)
+
+    def _make(
+        self, parent_ino: int, name: str, call: Callable[[str, str], tuple[str, RemoteItem]]
+    ) -> Attr:
+        if self.read_only:
+            raise FSError(errno.EROFS)
+        check_name(name)
+        path = join(self._dir_path(parent_ino), name)
+        with self._mut:
+            if self._entry(path) is not None:
+                raise FSError(errno.EEXIST)
+            new_root, item = self._mutate(lambda root: call(path, root))
+
+            def patch() -> None:
+                self._set_child(path, item)
+                if item.kind == "dir":
+                    self._listings[path] = _Dir({}, new_root)
+
+            self._apply_own(new_root, patch)
+            with self._lock:
+                ino = self._inodes.lookup(path)
+        return self._attr(ino, replace(item, name=name))
+
+    def _remove(self, parent_ino: int, name: str, rmdir: bool) -> None:
+        if self.read_only:
+            raise FSError(errno.EROFS)
+        if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX:
+            raise FSError(errno.ENAMETOOLONG)
+        path = join(self._dir_path(parent_ino), name)
+        with self._mut:
+            entry = self._entry(path)
+            if entry is None or name == SEED_NAME:
+                raise FSError(errno.ENOENT)
+            kind = _kind(entry)
+            if rmdir and kind != "dir":
+                raise FSError(errno.ENOTDIR)
+            if not rmdir and kind == "dir":
+                raise FSError(errno.EISDIR)
+            if rmdir and self._nonempty(path):
+                raise FSError(errno.ENOTEMPTY)
+            if isinstance(entry, Record):
+                self._forget_record(entry, path)
+            if self._remote_entry(path) is not None:
+                new_root, _ = self._mutate(
+                    lambda root: (self.remote.remove(path, root, rmdir=rmdir), None)
+                )
+                self._apply_own(new_root, lambda: self._set_child(path, None))
+            with self._lock:
+                self._inodes.unlink(path)
+
+
+_ENOATTR = getattr(errno, "ENODATA", 61)
+
+
+def _kind(entry: RemoteItem | Record) -> str:
+    return "file" if isinstance(entry, Record) else entry.kind
+
+
+def _same(a: RemoteItem | None, b: RemoteItem | None) -> bool:
+    """Whether the kernel's view of an entry is still right (dir CIDs are ignored: they change
+    with any write below and say nothing about the entry itself)."""
+    if a is None or b is None:
+        return a is b
+    if a.kind != b.kind or a.mode != b.mode or a.mtime_ns != b.mtime_ns:
+        return False
+    return a.kind == "dir" or (a.cid == b.cid and a.target == b.target)
+
+
+def _under(path: str, top: str) -> bool:
+    """``path`` is ``top`` or inside it."""
+    return path == top or path.startswith(top + "/")

@@ -1,0 +1,236 @@
+"""The mount's view of the hub: the dozen calls it makes, as plain blocking methods.
+
+This is a thin adapter over the generated stubs (``bucketfs.pb``) so that the mount depends only
+on the protocol and on :mod:`bucketfs.client.errors` (every ``grpc.RpcError`` becomes a
+``ClientError`` here, keeping the cause). It is thread-safe (gRPC channels are) and is always
+called from worker threads, never from the trio loop.
+
+Everything is relative to one bucket (``key``): paths are bucket-relative without a leading
+slash, ``""`` is the bucket root. Roots are the ``/ipfs/<cid>`` strings the protocol uses for the
+fast-forward check.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import grpc
+
+from bucketfs.client.errors import ClientError, from_rpc_error
+from bucketfs.pb import bucketsd_pb2 as bpb
+from bucketfs.pb import bucketsd_pb2_grpc as bgrpc
+from bucketfs.pb import fs_pb2 as fpb
+from bucketfs.pb import fs_pb2_grpc as fgrpc
+
+log = logging.getLogger(__name__)
+
+#: Size of the data messages we send in PushPath (under the hub's 4 MiB request limit).
+PUSH_MESSAGE = 256 * 1024
+#: Unary calls that should answer quickly (listing, attributes, mkdir) get this deadline.
+UNARY_DEADLINE = 60.0
+
+
+@dataclass(frozen=True)
+class RemoteItem:
+    """One directory entry as the hub lists it (PathItem + bucketfs extension fields)."""
+
+    name: str
+    cid: str
+    kind: str  # "file" | "dir" | "symlink"
+    size: int  # logical bytes (0 for directories)
+    mode: int  # permission bits; 0 = never set
+    mtime_ns: int  # 0 = never set
+    target: str = ""  # symlink target
+
+    @classmethod
+    def from_pb(cls, item: bpb.PathItem) -> RemoteItem:
+        """Build from a ``PathItem`` (its ``name`` is the entry name)."""
+        if item.is_symlink:
+            kind = "symlink"
+        elif item.is_dir:
+            kind = "dir"
+        else:
+            kind = "file"
+        return cls(
+            name=item.name,
+            cid=item.cid,
+            kind=kind,
+            size=item.file_size if kind == "file" else 0,
+            mode=item.mode & 0o7777,
+            mtime_ns=item.mtime,
+            target=item.symlink_target,
+        )
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One directory: its own item, its children by name, and the root it was read from."""
+
+    item: RemoteItem
+    children: dict[str, RemoteItem]
+    root: str
+
+
+def root_cid(root: str) -> str:
+    """The CID part of a ``/ipfs/<cid>`` root path."""
+    return root.rsplit("/", 1)[-1]
+
+
+class Remote:
+    """Blocking access to one bucket on one hub.
+
+    ``metadata`` returns the per-call gRPC metadata (thread header, credentials); it is called
+    for every call so that signatures can be refreshed.
+    """
+
+    def __init__(
+        self, channel: grpc.Channel, key: str, metadata: Callable[[], list[tuple[str, str]]]
+    ) -> None:
+        self.key = key
+        self._metadata = metadata
+        self._buckets = bgrpc.APIServiceStub(channel)
+        self._fs = fgrpc.FSStub(channel)
+
+    @classmethod
+    def from_client(cls, client: object, key: str) -> Remote:
+        """Share a :class:`~bucketfs.client.buckets.BucketsClient`'s channel and credentials."""
+        return cls(client.channel, key, client.auth.metadata)  # type: ignore[attr-defined]
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def root(self) -> str:
+        """The bucket's current root path (``/ipfs/<cid>``)."""
+        reply = self._unary(self._buckets.Root, bpb.RootRequest(key=self.key))
+        return reply.root.path
+
+    def list_dir(self, path: str) -> Listing:
+        """One level of ``path`` (must be a directory) with extension attributes."""
+        reply = self._unary(self._fs.ListDir, fpb.ListDirRequest(key=self.key, path=path))
+        children = {c.name: RemoteItem.from_pb(c) for c in reply.item.items}
+        return Listing(RemoteItem.from_pb(reply.item), children, reply.root)
+
+    def read_file(self, cid: str, offset: int, length: int) -> Iterator[tuple[int, bytes]]:
+        """Stream ``(offset, data)`` pieces of the file DAG ``cid`` from ``offset``."""
+        req = fpb.ReadFileRequest(key=self.key, cid=cid, offset=offset, length=length)
+        try:
+            for msg in self._fs.ReadFile(req, metadata=self._metadata(), timeout=UNARY_DEADLINE):
+                yield msg.offset, msg.data
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+
+    def watch_root(self) -> RootWatch:
+        """FS.WatchRoot: iterate over root paths (current first); ``cancel()`` ends it."""
+        call = self._fs.WatchRoot(fpb.WatchRootRequest(key=self.key), metadata=self._metadata())
+        return RootWatch(call)
+
+    # -- mutations (each takes the fast-forward root and returns the new root) -----------------
+
+    def push_file(
+        self,
+        path: str,
+        chunks: Iterable[bytes],
+        root: str,
+        mode: int | None = None,
+        mtime_ns: int | None = None,
+    ) -> tuple[str, str]:
+        """Push a whole file at ``path``; returns ``(new root, file cid)``."""
+
+        def requests() -> Iterator[bpb.PushPathRequest]:
+            # light_root: the reply's Root without path_metadata (O(paths in the bucket)).
+            header = bpb.PushPathRequest.Header(
+                key=self.key, path=path, root=root, light_root=True
+            )
+            if mode is not None:
+                header.mode = mode
+            if mtime_ns is not None:
+                header.mtime = mtime_ns
+            yield bpb.PushPathRequest(header=header)
+            for chunk in chunks:
+                for i in range(0, len(chunk), PUSH_MESSAGE):
+                    yield bpb.PushPathRequest(chunk=chunk[i : i + PUSH_MESSAGE])
+
+        new_root = ""
+        file_cid = ""
+        try:
+            # No deadline: a large file may take long; the hub answers with progress events.
+            for reply in self._buckets.PushPath(requests(), metadata=self._metadata()):
+                ev = reply.event
+                if ev.path:
+                    file_cid = root_cid(ev.path)
+                    new_root = ev.root.path
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+        if not new_root:
+            raise ClientError(f"push of {path} ended without a final event")
+        return new_root, file_cid
+
+    def remove(self, path: str, root: str, rmdir: bool = False) -> str:
+        """FS.Remove: unlink(2), or rmdir(2) when ``rmdir`` (an empty directory only)."""
+        req = fpb.RemoveRequest(key=self.key, path=path, root=root, rmdir=rmdir)
+        return self._mutation(self._fs.Remove, req)[0]
+
+    def mkdir(self, path: str, root: str, mode: int, mtime_ns: int) -> tuple[str, RemoteItem]:
+        """FS.Mkdir: an empty directory."""
+        req = fpb.MkdirRequest(key=self.key, path=path, root=root, mode=mode, mtime=mtime_ns)
+        return self._mutation(self._fs.Mkdir, req)
+
+    def symlink(
+        self, path: str, target: str, root: str, mtime_ns: int
+    ) -> tuple[str, RemoteItem]:
+        """FS.Symlink: a UnixFS symlink node."""
+        req = fpb.SymlinkRequest(
+            key=self.key, path=path, target=target, root=root, mtime=mtime_ns
+        )
+        return self._mutation(self._fs.Symlink, req)
+
+    def set_attr(
+        self, path: str, root: str, mode: int | None, mtime_ns: int | None
+    ) -> tuple[str, RemoteItem]:
+        """FS.SetAttr: record mode and/or mtime."""
+        req = fpb.SetAttrRequest(key=self.key, path=path, root=root)
+        if mode is not None:
+            req.mode = mode
+        if mtime_ns is not None:
+            req.mtime = mtime_ns
+        return self._mutation(self._fs.SetAttr, req)
+
+    def rename(self, src: str, dst: str, flags: int, root: str) -> str:
+        """FS.Rename with rename(2) semantics (flags: 1 NOREPLACE, 2 EXCHANGE)."""
+        req = fpb.RenameRequest(key=self.key, from_path=src, to_path=dst, flags=flags, root=root)
+        return self._mutation(self._fs.Rename, req)[0]
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _unary(self, method, request):  # noqa: ANN001, ANN202 - stub methods are untyped
+        try:
+            return method(request, metadata=self._metadata(), timeout=UNARY_DEADLINE)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+
+    def _mutation(self, method, request) -> tuple[str, RemoteItem]:  # noqa: ANN001
+        reply = self._unary(method, request)
+        return reply.root.path, RemoteItem.from_pb(reply.item)
+
+
+class RootWatch:
+    """An open WatchRoot stream: iterate for root paths; cancel() from any thread."""
+
+    def __init__(self, call: grpc.Call) -> None:
+        self._call = call
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            for msg in self._call:  # type: ignore[attr-defined]
+                if msg.removed:
+                    raise ClientError("the bucket was removed")
+                yield msg.path
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.CANCELLED:  # type: ignore[attr-defined]
+                return
+            raise from_rpc_error(exc) from exc
+
+    def cancel(self) -> None:
+        """End the stream."""
+        self._call.cancel()

@@ -1,0 +1,98 @@
+"""The uploader: a background thread that pushes due dirty files to the bucket.
+
+A file is due ``writeback_delay`` seconds after its last close (``BucketFS.release``); fsync
+uploads in the calling thread instead. A failed upload (hub unreachable, hub error) is retried
+with a capped doubling delay, so a hub that comes back gets everything without anyone asking.
+The queue itself is the persisted dirty store, so nothing here needs saving.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from bucketfs.mount.fs import BucketFS
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = 30.0
+
+
+class Uploader:
+    """Runs :meth:`BucketFS.upload` for due files; :meth:`flush_all` drains everything."""
+
+    def __init__(self, fs: BucketFS) -> None:
+        self.fs = fs
+        self._stop = threading.Event()
+        self._failures: dict[str, int] = {}
+        self._thread = threading.Thread(target=self._run, name="uploader", daemon=True)
+
+    def start(self) -> None:
+        """Start the background thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread (what is still dirty stays persisted for the next mount)."""
+        self._stop.set()
+        with self.fs.work:
+            self.fs.work.notify_all()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            ready, nxt = self.fs.due_uploads(time.monotonic())
+            for rec in ready:
+                if self._stop.is_set():
+                    return
+                self._try(rec)
+            timeout = 1.0 if nxt is None else max(0.01, min(1.0, nxt - time.monotonic()))
+            if not ready:
+                with self.fs.work:
+                    self.fs.work.wait(timeout)
+
+    def _try(self, rec) -> bool:  # noqa: ANN001 - a writeback.Record
+        try:
+            self.fs.upload(rec)
+        except Exception as exc:
+            n = self._failures.get(rec.file_id, 0) + 1
+            self._failures[rec.file_id] = n
+            delay = min(MAX_BACKOFF, 0.5 * 2 ** (n - 1))
+            self.fs.stats.upload_errors += 1
+            self.fs.stats.last_error = f"{rec.path}: {exc}"
+            log.warning("upload of %s failed (attempt %d, retry in %.1fs): %s",
+                        rec.path, n, delay, exc)
+            self.fs.retry_later(rec, delay)
+            return False
+        self._failures.pop(rec.file_id, None)
+        return True
+
+    def flush_all(
+        self,
+        progress: Callable[[dict], None] | None = None,
+        deadline: float | None = None,
+    ) -> bool:
+        """Upload every dirty file now (open or not); True once nothing is dirty.
+
+        Retries failures with backoff until ``deadline`` (monotonic time; None = forever).
+        """
+        backoff = 0.5
+        while True:
+            recs = self.fs.dirty_records()
+            if progress is not None:
+                progress(self.fs.status())
+            if not recs:
+                return True
+            ok = True
+            for rec in recs:
+                if deadline is not None and time.monotonic() > deadline:
+                    return False
+                ok = self._try(rec) and ok
+                if progress is not None:
+                    progress(self.fs.status())
+            if not ok:
+                if deadline is not None and time.monotonic() + backoff > deadline:
+                    return False
+                time.sleep(backoff)
+                backoff = min(MAX_BACKOFF, backoff * 2)

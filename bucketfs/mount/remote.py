@@ -96,7 +96,7 @@ class Remote:
     @classmethod
     def from_client(cls, client: object, key: str) -> Remote:
         """Share a :class:`~bucketfs.client.buckets.BucketsClient`'s channel and credentials."""
-        return cls(client.channel, key, client.auth.metadata)  # type: ignore[attr-defined]
+        return cls(client.channel, key, client.metadata)  # type: ignore[attr-defined]
 
     # -- reads ---------------------------------------------------------------------------------
 

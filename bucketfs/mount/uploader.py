@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 
 from bucketfs.mount.fs import BucketFS
 
@@ -68,31 +68,27 @@ class Uploader:
         self._failures.pop(rec.file_id, None)
         return True
 
-    def flush_all(
-        self,
-        progress: Callable[[dict], None] | None = None,
-        deadline: float | None = None,
-    ) -> bool:
-        """Upload every dirty file now (open or not); True once nothing is dirty.
-
-        Retries failures with backoff until ``deadline`` (monotonic time; None = forever).
-        """
+    def drain(self) -> Iterator[dict]:
+        """Upload every dirty file now (open or not), yielding a status after each attempt,
+        until nothing is dirty. Failures are retried with backoff, forever: the caller stops
+        iterating to give up."""
         backoff = 0.5
         while True:
             recs = self.fs.dirty_records()
-            if progress is not None:
-                progress(self.fs.status())
+            yield self.fs.status()
             if not recs:
-                return True
+                return
             ok = True
             for rec in recs:
-                if deadline is not None and time.monotonic() > deadline:
-                    return False
                 ok = self._try(rec) and ok
-                if progress is not None:
-                    progress(self.fs.status())
+                yield self.fs.status()
             if not ok:
-                if deadline is not None and time.monotonic() + backoff > deadline:
-                    return False
                 time.sleep(backoff)
                 backoff = min(MAX_BACKOFF, backoff * 2)
+
+    def flush_all(self, deadline: float | None = None) -> bool:
+        """:meth:`drain` until done (True) or until ``deadline`` (monotonic; False)."""
+        for _status in self.drain():
+            if deadline is not None and time.monotonic() > deadline:
+                return not self.fs.dirty_records()
+        return True

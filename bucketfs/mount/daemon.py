@@ -1,0 +1,169 @@
+"""The mount process: wire the pieces together, serve FUSE until unmounted, then clean up.
+
+Start-up order matters: everything that can fail (hub reachable, cache dir lockable, mount
+point usable) is done before ``pyfuse3.init`` mounts, and readiness is reported only once the
+kernel mount exists. On the way out, the mount goes first (so no new writes arrive), then the
+daemon uploads what it can (unless ``bucketfs umount --lazy`` said not to), and whatever is
+still dirty stays persisted in the cache directory for the next mount.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pyfuse3
+import trio
+
+from bucketfs.errors import UserError
+from bucketfs.mount import control
+from bucketfs.mount.fs import BucketFS
+from bucketfs.mount.ops import KernelNotifier, Ops
+from bucketfs.mount.options import MountOptions
+from bucketfs.mount.readcache import ReadCache
+from bucketfs.mount.reconciler import Reconciler
+from bucketfs.mount.remote import Remote
+from bucketfs.mount.uploader import Uploader
+from bucketfs.mount.writeback import DirtyStore
+
+log = logging.getLogger(__name__)
+
+EXIT_FLUSH_TIMEOUT = 60.0  # seconds the daemon spends uploading after an unannounced unmount
+
+
+def clean_stale_mount(mountpoint: str) -> None:
+    """A mount left by a crashed daemon ("Transport endpoint is not connected"): detach it."""
+    try:
+        os.stat(mountpoint)
+    except OSError as exc:
+        if exc.errno != errno.ENOTCONN:
+            raise UserError(f"cannot use mount point {mountpoint}: {exc.strerror}") from exc
+        log.warning("%s is a dead mount (crashed daemon?); detaching it", mountpoint)
+        subprocess.run(["fusermount3", "-u", "-z", mountpoint], check=False)
+
+
+@contextlib.contextmanager
+def cache_lock(directory: Path) -> Iterator[None]:
+    """One daemon per cache directory and bucket: the dirty store is not shareable."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(
+                f"another bucketfs mount is using the cache {directory}; "
+                "unmount it first or pass -o cache_dir=… for a separate cache"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        yield
+
+
+def run(
+    remote: Remote,
+    mountpoint: str,
+    opts: MountOptions,
+    cache_dir: Path,
+    ready: Callable[[str | None], None] | None = None,
+) -> int:
+    """Mount ``remote``'s bucket at ``mountpoint`` and serve until unmounted (blocking)."""
+    mountpoint = os.path.abspath(mountpoint)
+    clean_stale_mount(mountpoint)
+    if not os.path.isdir(mountpoint):
+        raise UserError(f"mount point {mountpoint} is not a directory")
+    bucket_dir = cache_dir / remote.key
+    with cache_lock(bucket_dir):
+        return _run_locked(remote, mountpoint, opts, bucket_dir, ready)
+
+
+def _run_locked(
+    remote: Remote,
+    mountpoint: str,
+    opts: MountOptions,
+    bucket_dir: Path,
+    ready: Callable[[str | None], None] | None,
+) -> int:
+    reads = ReadCache(remote, bucket_dir / "reads", opts.cache_size)
+    store = DirtyStore(bucket_dir / "dirty", reads.read)
+    notifier = KernelNotifier()
+    fs = BucketFS(
+        remote, store, reads,
+        writeback_delay=opts.writeback_delay,
+        fsync_local=opts.fsync_local,
+        read_only=opts.read_only,
+        notifier=notifier,
+    )
+    fs.start()
+    uploader = Uploader(fs)
+    reconciler = Reconciler(fs, poll=opts.poll, watch=opts.watch)
+    state = {"exit_flush": True}
+
+    def h_status(req: dict) -> Iterator[dict]:
+        yield {**fs.status(), "pid": os.getpid(), "mountpoint": mountpoint}
+
+    def h_flush(req: dict) -> Iterator[dict]:
+        yield from uploader.drain()
+        yield {"done": True, **fs.status()}
+
+    def h_exit(req: dict) -> Iterator[dict]:
+        state["exit_flush"] = bool(req.get("flush", True))
+        yield {"ok": True}
+
+    ops = Ops(fs, ttl=opts.ttl)
+    pyfuse3.init(ops, mountpoint, opts.fuse_options(f"bucketfs:{remote.key}"))
+    notifier.active = True
+    server = control.ControlServer(
+        control.socket_path(mountpoint),
+        {"status": h_status, "flush": h_flush, "exit": h_exit},
+    )
+    server.start()
+    uploader.start()
+    reconciler.start()
+    log.info("mounted bucket %s at %s (root %s)", remote.key, mountpoint, fs.root)
+    if ready is not None:
+        ready(None)
+    unmounted = False
+    try:
+        trio.run(_serve)
+        unmounted = True
+    finally:
+        reconciler.stop()
+        notifier.close()
+        pyfuse3.close(unmount=not unmounted)
+        server.close()
+        uploader.stop()
+        if state["exit_flush"] and fs.dirty_records():
+            log.info("unmounted with %d dirty files; uploading before exit",
+                     len(fs.dirty_records()))
+            if not uploader.flush_all(deadline=time.monotonic() + EXIT_FLUSH_TIMEOUT):
+                log.warning("%d files are still dirty; they stay in the cache and are uploaded "
+                            "at the next mount", len(fs.dirty_records()))
+        store.close()
+        reads.close()
+    return 0
+
+
+async def _serve() -> None:
+    """pyfuse3's loop, ended by the kernel unmount or by SIGTERM/SIGINT/SIGHUP."""
+    async with trio.open_nursery() as nursery:
+
+        async def on_signal() -> None:
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
+                async for sig in sigs:
+                    log.info("signal %s: unmounting", sig)
+                    pyfuse3.terminate()
+                    return
+
+        nursery.start_soon(on_signal)
+        await pyfuse3.main()
+        nursery.cancel_scope.cancel()

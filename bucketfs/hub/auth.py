@@ -96,8 +96,9 @@ TOKEN_METHODS = frozenset({_THREADS + "GetToken", _NET + "GetToken"})
 
 #: Methods that may name a thread the caller does not own; bucket roles decide instead.
 #: bucketfs's FS service follows the bucket path methods it extends. Its block methods
-#: (GetBlocks, HasBlocks, PutBlocks) are not here: they are not limited by bucket roles, so
-#: they require owning the thread when one is named.
+#: (GetBlocks, HasBlocks, PutBlocks) are cross-user too: a writer into someone else's bucket
+#: uploads blocks before linking them, and reading a block by CID is what Textile's
+#: PullIpfsPath already allows any authenticated caller (knowing a CID is the capability).
 CROSS_USER_METHODS = frozenset(
     [
         _THREADS + m
@@ -133,11 +134,15 @@ CROSS_USER_METHODS = frozenset(
         _FS + m
         for m in (
             "ReadFile",
+            "GetBlocks",
+            "HasBlocks",
+            "PutBlocks",
             "SetAttr",
             "Symlink",
             "Mkdir",
             "Rename",
             "Link",
+            "Remove",
             "ListDir",
             "WatchRoot",
         )

@@ -230,5 +230,3 @@ class FileSlots:
             if f.spill is not None:
                 f.spill.unlink(missing_ok=True)
         self.files.clear()
-
-

@@ -15,6 +15,7 @@ the shared side of the GC gate, so a sweep never runs while a DAG is half built.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -88,6 +89,10 @@ class Changes:
         """Textile's SetMetadataAtPath: overwrite roles if given, always updated_at."""
         self.ops.append(("set_meta", path, updated_at, roles))
 
+    def unset_meta(self, path: str) -> None:
+        """Delete the entry at exactly ``path``."""
+        self.ops.append(("unset_meta", path))
+
     def unset_meta_prefix(self, prefix: str) -> None:
         """Textile's UnsetMetadataWithPrefix (plain string prefix)."""
         self.ops.append(("unset_meta_prefix", prefix))
@@ -104,6 +109,10 @@ class Changes:
     def drop_attrs(self, path: str, subtree: bool = True) -> None:
         """Forget the attributes of ``path`` (and, by default, of everything under it)."""
         self.ops.append(("drop_attrs", path, subtree))
+
+    def drop_attrs_below(self, path: str) -> None:
+        """Forget the attributes of everything under ``path`` (not of ``path`` itself)."""
+        self.ops.append(("drop_attrs_below", path))
 
     def move_attrs(self, src: str, dst: str) -> None:
         """Move the attributes of ``src`` and its subtree to ``dst`` (dst's are dropped first)."""
@@ -154,14 +163,19 @@ class _GCGate:
                 self._cond.notify_all()
 
 
+CREATE, SAVE, DELETE = "create", "save", "delete"
+
+
 @dataclass(frozen=True)
 class RootEvent:
-    """A change of a bucket's root, as WatchRoot reports it."""
+    """A change of a bucket, as WatchRoot and threads Listen report it."""
 
     key: str
     path: str
     updated_at: int
     removed: bool = False
+    thread: str = ""
+    action: str = SAVE
 
 
 class HubStore:
@@ -261,9 +275,13 @@ class HubStore:
     def get_bucket(self, thread: str, key: str) -> Bucket:
         """The bucket ``key`` in ``thread``; UNKNOWN ``instance not found`` like ThreadDB."""
         self.check_thread(thread)
-        row = self.db.conn().execute(
-            f"SELECT {self._COLS} FROM buckets WHERE key = ? AND thread = ?", (key, thread)
-        ).fetchone()
+        row = (
+            self.db.conn()
+            .execute(
+                f"SELECT {self._COLS} FROM buckets WHERE key = ? AND thread = ?", (key, thread)
+            )
+            .fetchone()
+        )
         if row is None:
             raise unknown(f"instance not found: bucket {key!r} in thread {thread}")
         return self._row(row)
@@ -290,10 +308,14 @@ class HubStore:
 
     def metadata_at(self, key: str, path: str) -> Meta | None:
         """The entry stored exactly at ``path``."""
-        r = self.db.conn().execute(
-            "SELECT updated_at, roles, file_key FROM path_meta WHERE bucket = ? AND path = ?",
-            (key, path),
-        ).fetchone()
+        r = (
+            self.db.conn()
+            .execute(
+                "SELECT updated_at, roles, file_key FROM path_meta WHERE bucket = ? AND path = ?",
+                (key, path),
+            )
+            .fetchone()
+        )
         return Meta(r[0], json.loads(r[1]), r[2]) if r else None
 
     def nearest_metadata(self, key: str, path: str) -> tuple[str, Meta] | None:
@@ -309,9 +331,11 @@ class HubStore:
 
     def attrs(self, key: str, path: str) -> tuple[int | None, int | None]:
         """(mode, mtime) recorded for ``path``; (None, None) if never set."""
-        r = self.db.conn().execute(
-            "SELECT mode, mtime FROM attrs WHERE bucket = ? AND path = ?", (key, path)
-        ).fetchone()
+        r = (
+            self.db.conn()
+            .execute("SELECT mode, mtime FROM attrs WHERE bucket = ? AND path = ?", (key, path))
+            .fetchone()
+        )
         return (r[0], r[1]) if r else (None, None)
 
     def attrs_under(self, key: str, parent: str) -> dict[str, tuple[int | None, int | None]]:
@@ -351,6 +375,10 @@ class HubStore:
                 raise HubError(grpc.StatusCode.FAILED_PRECONDITION, NON_FAST_FORWARD)
             yield bucket
 
+    def mutation_gate(self) -> contextlib.AbstractContextManager[None]:
+        """Hold off the garbage collector (for block writes outside a bucket mutation)."""
+        return self._gate.mutation()
+
     def editor(self, bucket: Bucket) -> TreeEditor:
         """A tree editor on the bucket's current root."""
         return TreeEditor(self.blocks, bucket.root_cid)
@@ -378,7 +406,7 @@ class HubStore:
             bucket.key, bucket.thread, bucket.name, bucket.owner, bucket.version,
             bucket.link_key, root, bucket.created_at, ts,
         )  # fmt: skip
-        self._notify(RootEvent(bucket.key, new.path, ts))
+        self._notify(RootEvent(bucket.key, new.path, ts, thread=bucket.thread))
         return new
 
     @staticmethod
@@ -407,6 +435,8 @@ class HubStore:
                         "UPDATE path_meta SET updated_at = ? WHERE bucket = ? AND path = ?",
                         (ts, key, path),
                     )
+            elif kind == "unset_meta":
+                ex("DELETE FROM path_meta WHERE bucket = ? AND path = ?", (key, op[1]))
             elif kind == "unset_meta_prefix":
                 prefix = op[1]
                 if prefix:
@@ -432,15 +462,16 @@ class HubStore:
                     ex(f"DELETE FROM attrs WHERE bucket = ? AND {clause}", (key, *args))
                 elif subtree:
                     ex("DELETE FROM attrs WHERE bucket = ?", (key,))
+            elif kind == "drop_attrs_below":
+                clause, args = _prefix_clause(op[1] + "/")
+                ex(f"DELETE FROM attrs WHERE bucket = ? AND {clause}", (key, *args))
             elif kind == "move_attrs":
                 _, src, dst = op
                 # Drop what the destination had, then re-key src and its subtree.
                 ex("DELETE FROM attrs WHERE bucket = ? AND path = ?", (key, dst))
                 clause, args = _prefix_clause(dst + "/")
                 ex(f"DELETE FROM attrs WHERE bucket = ? AND {clause}", (key, *args))
-                ex(
-                    "UPDATE attrs SET path = ? WHERE bucket = ? AND path = ?", (dst, key, src)
-                )
+                ex("UPDATE attrs SET path = ? WHERE bucket = ? AND path = ?", (dst, key, src))
                 clause, args = _prefix_clause(src + "/")
                 ex(
                     f"UPDATE attrs SET path = ? || substr(path, ?) WHERE bucket = ? AND {clause}",
@@ -465,7 +496,9 @@ class HubStore:
                 "VALUES (?,?,?,?,?)",
                 [(key, p, m.updated_at, json.dumps(m.roles), m.key) for p, m in meta.items()],
             )
-        return Bucket(key, thread, name, owner, 1, "", str(root), ts, ts)
+        bucket = Bucket(key, thread, name, owner, 1, "", str(root), ts, ts)
+        self._notify(RootEvent(key, bucket.path, ts, thread=thread, action=CREATE))
+        return bucket
 
     def delete_bucket(self, bucket: Bucket) -> None:
         """Delete the row and its metadata; its blocks become garbage."""
@@ -473,9 +506,17 @@ class HubStore:
             conn.execute("DELETE FROM buckets WHERE key = ?", (bucket.key,))
             conn.execute("DELETE FROM path_meta WHERE bucket = ?", (bucket.key,))
             conn.execute("DELETE FROM attrs WHERE bucket = ?", (bucket.key,))
-        self._notify(RootEvent(bucket.key, "", now_ns(), removed=True))
+        self._notify(
+            RootEvent(bucket.key, "", now_ns(), removed=True, thread=bucket.thread, action=DELETE)
+        )
 
     # -- change notification ------------------------------------------------------------------
+
+    @contextmanager
+    def watch_thread(self, thread: str) -> Iterator[queue.Queue[RootEvent]]:
+        """Subscribe to changes of every bucket of ``thread`` while the block runs."""
+        with self.watch("thread:" + thread) as q:
+            yield q
 
     @contextmanager
     def watch(self, key: str) -> Iterator[queue.Queue[RootEvent]]:
@@ -496,6 +537,7 @@ class HubStore:
     def _notify(self, event: RootEvent) -> None:
         with self._watch_lock:
             subs = list(self._watchers.get(event.key, ()))
+            subs += self._watchers.get("thread:" + event.thread, ())
         for q in subs:
             try:
                 q.put_nowait(event)
@@ -516,5 +558,3 @@ def data_dir_default() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("bucketfs")) / "hub"
-
-

@@ -241,5 +241,3 @@ def new_root(store: Blockstore, seed: CID, seed_size: int) -> tuple[CID, int]:
     editor.store = store
     editor.root = root
     return editor.flush()
-
-

@@ -1,0 +1,735 @@
+"""``api.bucketsd.pb.APIService``: Textile's buckets API (spec sections 5 and 6).
+
+Deliberate differences from Textile, all in the direction of linear cost or clearer errors:
+
+- PushPaths builds the new tree in memory and stores each changed directory once at the end
+  (Textile re-encodes the path to the root per file). Its per-file responses carry a Root
+  *without* ``path_metadata`` except the pushed path's own entry: Textile sends every entry in
+  every response, which makes pushing n files cost O(n²) bytes. The root ``path`` of a per-file
+  response is the root as last computed: exact for the final file (its response is held back
+  until the stream ends, then sent with the saved root) and for any file after which the client
+  paused; between two files of a fast stream it is the previous computed root. Intermediate
+  roots are never saved in Textile either, so no client can use them for a fast-forward check.
+- Paths with ``..``, NUL or over 4096 bytes are rejected (INVALID_ARGUMENT), see ``paths``.
+- Private (encrypted) buckets are not supported: ``Create(private=true)`` fails with
+  UNIMPLEMENTED and says so.
+- There is no IPFS network: ``SetPath``/``Create(bootstrap_cid)`` accept only DAGs whose
+  blocks are already in this hub (pushed before, or sent with ``bucketfs.pb.FS/PutBlocks``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+
+from bucketfs.hub import access
+from bucketfs.hub.errors import (
+    ARCHIVING_DISABLED,
+    HEADER_REQUIRED,
+    INVALID_REQUEST,
+    NODE_IS_DIR,
+    HubError,
+    grpc_errors,
+    invalid,
+    unknown,
+)
+from bucketfs.hub.listing import inspect, nearest, path_item, root_pb
+from bucketfs.hub.paths import (
+    SEED_NAME,
+    basename,
+    clean_path,
+    join,
+    new_bucket_key,
+    parse_path,
+    thread_from_metadata,
+)
+from bucketfs.hub.pushing import FileSlots, StreamingImport
+from bucketfs.hub.store import Bucket, Changes, HubStore, Meta, now_ns
+from bucketfs.hub.tree import TreeEditor, new_root
+from bucketfs.ipfs.blockstore import BlockNotFound
+from bucketfs.ipfs.cid import CID, InvalidCID
+from bucketfs.pb import bucketsd_pb2 as pb
+from bucketfs.pb import bucketsd_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+PULL_CHUNK = 32 * 1024  # spec 5.6 PullPath: chunks of at most 32768 bytes
+PROGRESS_STEP = 1 << 20  # a PushPath progress event per MiB received
+HOLD_RELEASE_SECONDS = 0.2  # a held PushPaths response is sent if the client pauses this long
+SEED_SIZE = 32
+
+
+def resolve(store: HubStore, root: CID, rel: str) -> tuple[CID, int | None]:
+    """The node at bucket path ``rel`` and the Tsize its parent records (None for the root).
+
+    Missing paths raise UNKNOWN with the IPFS resolver text (spec 13).
+    """
+    if not rel:
+        return root, None
+    from bucketfs.ipfs import dirs
+
+    try:
+        entry = dirs.resolve_entry(store.blocks, root, rel)
+    except dirs.PathNotFound as exc:
+        raise unknown(str(exc)) from None
+    except dirs.PathError as exc:
+        raise unknown(f"could not resolve path: {rel}: {exc}") from None
+    return entry.cid, entry.tsize
+
+
+def parse_cid(text: str, what: str) -> CID:
+    """A CID from a request, or UNKNOWN ``invalid <what> cid: <err>`` (spec 13)."""
+    try:
+        return CID.decode(text.removeprefix("/ipfs/"))
+    except (InvalidCID, ValueError) as exc:
+        raise unknown(f"invalid {what} cid: {exc}") from None
+
+
+EMPTY_DIR_BLOCK = b"\x0a\x02\x08\x01"  # the empty UnixFS directory (unixfs.md 2.5)
+WELL_KNOWN = {
+    CID.of_dagpb(EMPTY_DIR_BLOCK, 0): EMPTY_DIR_BLOCK,
+    CID.of_dagpb(EMPTY_DIR_BLOCK, 1): EMPTY_DIR_BLOCK,
+}
+
+
+def require_dag(store: HubStore, cid: CID, what: str) -> tuple[int, str]:
+    """Check the root block of a DAG is here; returns (tsize, kind).
+
+    The empty directory is always available (spec 5.6: SetPath to its CID is how Textile
+    clients create a directory), as an IPFS node would fetch it from anywhere.
+    """
+    if cid in WELL_KNOWN and not store.blocks.has(cid):
+        store.blocks.put(cid, WELL_KNOWN[cid])
+    try:
+        facts = inspect(store.blocks, cid)
+    except BlockNotFound:
+        raise unknown(
+            f"invalid {what} cid: {cid} is not in this hub (push its blocks with FS/PutBlocks)"
+        ) from None
+    except ValueError as exc:
+        raise unknown(f"invalid {what} cid: {exc}") from None
+    return facts.tsize, facts.kind
+
+
+class BucketsService(pb_grpc.APIServiceServicer):
+    """The servicer; one instance serves every call (thread-safe through HubStore)."""
+
+    def __init__(
+        self, store: HubStore, hub_auth: object = None, gateway_url: str = "http://127.0.0.1:8006"
+    ) -> None:
+        self.store = store
+        self.auth = hub_auth
+        self.gateway_url = gateway_url.rstrip("/")
+        self.spill_dir = store.data_dir / "tmp"
+        self.spill_dir.mkdir(exist_ok=True)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _enter(self, context: grpc.ServicerContext, owned: bool) -> tuple[str, access.Caller]:
+        """Thread header, caller and thread checks common to every bucket RPC.
+
+        ``owned``: the method is not one of spec 3.4's cross-user methods, so the caller must
+        own the thread (keys mode).
+        """
+        thread = thread_from_metadata(context)
+        caller = access.caller_of(context)
+        if owned:
+            access.authorize_thread(self.auth, caller, thread)
+        self.store.check_thread(thread)
+        return thread, caller
+
+    def _meta_for_read(self, bucket: Bucket, caller: access.Caller) -> dict[str, Meta]:
+        meta = self.store.all_metadata(bucket.key)
+        return access.visible_metadata(bucket.owner, caller, meta)
+
+    def _check_write(
+        self, bucket: Bucket, caller: access.Caller, paths: list[str], change: str = "update"
+    ) -> None:
+        if access.is_owner(bucket.owner, caller):
+            return  # skip loading every metadata entry in the common case
+        meta = self.store.all_metadata(bucket.key)
+        access.check_write(bucket.owner, caller, meta, paths, change)
+
+    def _links(self, bucket: Bucket, rel: str) -> pb.LinksResponse:
+        suffix = f"/{rel}" if rel else ""
+        return pb.LinksResponse(
+            url=f"{self.gateway_url}/thread/{bucket.thread}/buckets/{bucket.key}{suffix}",
+            www="",
+            ipns=f"{self.gateway_url}/ipns/{bucket.key}{suffix}",
+        )
+
+    # -- unary reads --------------------------------------------------------------------------
+
+    @grpc_errors
+    def List(self, request: pb.ListRequest, context: grpc.ServicerContext) -> pb.ListResponse:
+        thread, caller = self._enter(context, owned=True)
+        roots = []
+        for bucket in self.store.list_buckets(thread):
+            meta = self._meta_for_read(bucket, caller)
+            if access.is_owner(bucket.owner, caller) or meta:
+                roots.append(root_pb(bucket, meta))
+        return pb.ListResponse(roots=roots)
+
+    @grpc_errors
+    def Root(self, request: pb.RootRequest, context: grpc.ServicerContext) -> pb.RootResponse:
+        thread, caller = self._enter(context, owned=False)
+        bucket = self.store.get_bucket(thread, request.key)
+        meta = self._meta_for_read(bucket, caller)
+        return pb.RootResponse(root=root_pb(bucket, meta))
+
+    @grpc_errors
+    def Links(self, request: pb.LinksRequest, context: grpc.ServicerContext) -> pb.LinksResponse:
+        thread, caller = self._enter(context, owned=False)
+        bucket = self.store.get_bucket(thread, request.key)
+        rel = clean_path(request.path)
+        if rel:
+            meta = self._meta_for_read(bucket, caller)
+            if nearest(meta, rel) is None:
+                raise unknown(f"could not resolve path: {rel}")
+            resolve(self.store, bucket.root_cid, rel)
+        return self._links(bucket, rel)
+
+    @grpc_errors
+    def ListPath(
+        self, request: pb.ListPathRequest, context: grpc.ServicerContext
+    ) -> pb.ListPathResponse:
+        thread, caller = self._enter(context, owned=False)
+        bucket = self.store.get_bucket(thread, request.key)
+        rel = clean_path(request.path)
+        meta = self._meta_for_read(bucket, caller)
+        access.check_read(bucket.owner, caller, meta, rel)
+        cid, tsize = resolve(self.store, bucket.root_cid, rel)
+        if nearest(meta, rel) is None:
+            raise unknown(f"could not resolve path: {rel}")
+        ipfs_path = bucket.path + (f"/{rel}" if rel else "")
+        name = basename(rel) if rel else bucket.name
+        attrs = self.store.attrs_under(bucket.key, rel)
+        if rel:
+            mode, mtime = self.store.attrs(bucket.key, rel)
+            attrs[rel] = (mode, mtime)
+        item = path_item(self.store.blocks, cid, tsize, name, ipfs_path, rel, meta, attrs, True)
+        return pb.ListPathResponse(item=item, root=root_pb(bucket, meta))
+
+    @grpc_errors
+    def ListIpfsPath(
+        self, request: pb.ListIpfsPathRequest, context: grpc.ServicerContext
+    ) -> pb.ListIpfsPathResponse:
+        cid, rel, tsize = self._ipfs_path(request.path)
+        name = basename(rel) if rel else str(cid)
+        ipfs_path = request.path.rstrip("/")
+        item = path_item(self.store.blocks, cid, tsize, name, ipfs_path, None, None, None, True)
+        return pb.ListIpfsPathResponse(item=item)
+
+    def _ipfs_path(self, text: str) -> tuple[CID, str, int | None]:
+        if not text.startswith("/ipfs/"):
+            raise unknown(f"invalid path {text!r}: expected /ipfs/<cid>[/path]")
+        head, _, rest = text[len("/ipfs/") :].partition("/")
+        root = parse_cid(head, "remote")
+        rel = clean_path(rest)
+        try:
+            cid, tsize = resolve(self.store, root, rel)
+        except BlockNotFound as exc:
+            raise unknown(f"could not resolve path: {text}: {exc}") from None
+        return cid, rel, tsize
+
+    # -- pulls --------------------------------------------------------------------------------
+
+    def _stream_file(self, cid: CID) -> Iterator[bytes]:
+        from bucketfs.ipfs.reader import FileReader
+
+        facts = inspect(self.store.blocks, cid)
+        if facts.kind == "dir":
+            raise unknown(NODE_IS_DIR)
+        if facts.kind == "symlink":
+            raise unknown("node is a symlink")
+        reader = FileReader(self.store.blocks, cid)
+        pending = bytearray()
+        for piece in reader.iter_range(0, reader.size):
+            pending += piece
+            while len(pending) >= PULL_CHUNK:
+                yield bytes(pending[:PULL_CHUNK])
+                del pending[:PULL_CHUNK]
+        if pending:
+            yield bytes(pending)
+
+    @grpc_errors
+    def PullPath(
+        self, request: pb.PullPathRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.PullPathResponse]:
+        thread, caller = self._enter(context, owned=False)
+        bucket = self.store.get_bucket(thread, request.key)
+        rel = clean_path(request.path)
+        if not access.is_owner(bucket.owner, caller):
+            access.check_read(bucket.owner, caller, self._meta_for_read(bucket, caller), rel)
+        cid, _ = resolve(self.store, bucket.root_cid, rel)
+        for chunk in self._stream_file(cid):
+            yield pb.PullPathResponse(chunk=chunk)
+
+    @grpc_errors
+    def PullIpfsPath(
+        self, request: pb.PullIpfsPathRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.PullIpfsPathResponse]:
+        cid, _, _ = self._ipfs_path(request.path)
+        for chunk in self._stream_file(cid):
+            yield pb.PullIpfsPathResponse(chunk=chunk)
+
+    # -- create / remove ----------------------------------------------------------------------
+
+    @grpc_errors
+    def Create(self, request: pb.CreateRequest, context: grpc.ServicerContext) -> pb.CreateResponse:
+        thread, caller = self._enter(context, owned=True)
+        bootstrap = parse_cid(request.bootstrap_cid, "bootstrap") if request.bootstrap_cid else None
+        if request.unfreeze:
+            raise unknown(ARCHIVING_DISABLED)
+        if request.private:
+            raise HubError(
+                grpc.StatusCode.UNIMPLEMENTED,
+                "private (encrypted) buckets are not supported by this hub",
+            )
+        self.store.check_thread(thread)
+        seed = os.urandom(SEED_SIZE)
+        seed_cid = CID.of_raw(seed)
+        with self.store.mutation_gate():
+            self.store.blocks.put(seed_cid, seed, trusted=True)
+            if bootstrap is not None:
+                _, kind = require_dag(self.store, bootstrap, "bootstrap")
+                if kind != "dir":
+                    raise unknown(f"invalid bootstrap cid: {bootstrap} is not a directory")
+                editor = TreeEditor(self.store.blocks, bootstrap)
+                editor.set_cid(SEED_NAME, seed_cid, SEED_SIZE)
+                root, tsize = editor.flush()
+            else:
+                root, tsize = new_root(self.store.blocks, seed_cid, SEED_SIZE)
+            ts = now_ns()
+            roles = {"*": access.READER, caller.identity: access.ADMIN} if caller.identity else {}
+            meta = {"": Meta(ts, roles), SEED_NAME: Meta(ts)}
+            bucket = self.store.create_bucket(
+                thread, new_bucket_key(), request.name, caller.identity, root, meta
+            )
+        return pb.CreateResponse(
+            root=root_pb(bucket, meta),
+            links=self._links(bucket, ""),
+            seed=seed,
+            seed_cid=str(seed_cid),
+            pinned=tsize,
+        )
+
+    @grpc_errors
+    def Remove(self, request: pb.RemoveRequest, context: grpc.ServicerContext) -> pb.RemoveResponse:
+        thread, caller = self._enter(context, owned=True)
+        with self.store.mutation(thread, request.key) as bucket:
+            access.check_owner(bucket.owner, caller)
+            _, tsize = resolve_root_size(self.store, bucket)
+            self.store.delete_bucket(bucket)
+        return pb.RemoveResponse(pinned=-tsize)
+
+    # -- path mutations -----------------------------------------------------------------------
+
+    @grpc_errors
+    def SetPath(
+        self, request: pb.SetPathRequest, context: grpc.ServicerContext
+    ) -> pb.SetPathResponse:
+        thread, caller = self._enter(context, owned=False)
+        rel = clean_path(request.path)
+        cid = parse_cid(request.cid, "remote")
+        with self.store.mutation(thread, request.key) as bucket:
+            self._check_write(bucket, caller, [rel])
+            tsize, kind = require_dag(self.store, cid, "remote")
+            _, old_size = resolve_root_size(self.store, bucket)
+            if not rel:
+                # Spec 5.6: the whole root becomes the DAG plus a new .textileseed.
+                if kind != "dir":
+                    raise unknown(f"invalid remote cid: {cid} is not a directory")
+                seed = os.urandom(SEED_SIZE)
+                seed_cid = CID.of_raw(seed)
+                self.store.blocks.put(seed_cid, seed, trusted=True)
+                editor = TreeEditor(self.store.blocks, cid)
+                editor.set_cid(SEED_NAME, seed_cid, SEED_SIZE)
+            else:
+                editor = self.store.editor(bucket)
+                editor.set_cid(rel, cid, tsize)
+            root, new_size = editor.flush()
+            ts = now_ns()
+            ch = Changes()
+            ch.set_meta(rel, ts)
+            ch.unset_meta_prefix(rel + "/" if rel else "")
+            if not rel:
+                ch.set_meta("", ts)
+                ch.set_meta(SEED_NAME, ts)
+            ch.drop_attrs(rel)
+            self.store.commit(bucket, root, ch, ts)
+        return pb.SetPathResponse(pinned=new_size - old_size)
+
+    @grpc_errors
+    def MovePath(
+        self, request: pb.MovePathRequest, context: grpc.ServicerContext
+    ) -> pb.MovePathResponse:
+        thread, caller = self._enter(context, owned=False)
+        src = parse_path(request.from_path)
+        dst = parse_path(request.to_path)
+        if not src:
+            raise unknown("source is root directory")
+        if src == dst:
+            return pb.MovePathResponse()
+        with self.store.mutation(thread, request.key) as bucket:
+            self._check_write(bucket, caller, [src, dst])
+            editor = self.store.editor(bucket)
+            node = editor.get(src)
+            if node is None:
+                resolve(self.store, bucket.root_cid, src)  # raises the resolver text
+                raise unknown(f"could not resolve path: {src}")
+            # mv semantics (spec 5.6 MovePath step 6).
+            target = editor.get(dst) if dst else editor.root
+            if target is not None and editor.is_dir(target):
+                dst = join(dst, basename(src))
+                target = editor.get(dst)
+            if target is not None and editor.is_dir(node) and not editor.is_dir(target):
+                raise unknown("not a directory")
+            if dst == src:
+                return pb.MovePathResponse()
+            if dst.startswith(src + "/"):
+                raise invalid(f"cannot move {src!r} into its own subtree {dst!r}")
+            editor.remove(src)
+            editor.set(dst, node)
+            root, _ = editor.flush()
+            ts = now_ns()
+            ch = Changes()
+            ch.set_meta(dst, ts)
+            ch.unset_meta_prefix(src + "/")
+            ch.move_attrs(src, dst)
+            self.store.commit(bucket, root, ch, ts)
+        return pb.MovePathResponse()
+
+    @grpc_errors
+    def RemovePath(
+        self, request: pb.RemovePathRequest, context: grpc.ServicerContext
+    ) -> pb.RemovePathResponse:
+        thread, caller = self._enter(context, owned=False)
+        rel = parse_path(request.path)
+        if not rel:
+            raise invalid("cannot remove the bucket root (use Remove to delete the bucket)")
+        with self.store.mutation(thread, request.key, request.root) as bucket:
+            self._check_write(bucket, caller, [rel], "delete")
+            editor = self.store.editor(bucket)
+            editor.remove(rel)
+            root, new_size = editor.flush()
+            _, old_size = resolve_root_size(self.store, bucket)
+            ch = Changes()
+            ch.unset_meta_prefix(rel)  # spec: no trailing slash, so a/bc goes with a/b
+            ch.drop_attrs(rel)
+            new = self.store.commit(bucket, root, ch)
+            meta = self._meta_for_read(new, caller)
+        return pb.RemovePathResponse(root=root_pb(new, meta), pinned=new_size - old_size)
+
+    # -- access roles -------------------------------------------------------------------------
+
+    @grpc_errors
+    def PushPathAccessRoles(
+        self, request: pb.PushPathAccessRolesRequest, context: grpc.ServicerContext
+    ) -> pb.PushPathAccessRolesResponse:
+        thread, caller = self._enter(context, owned=False)
+        rel = parse_path(request.path)
+        for who in request.roles:
+            if who != "*":
+                _check_public_key(who)
+        with self.store.mutation(thread, request.key) as bucket:
+            resolve(self.store, bucket.root_cid, rel)
+            meta = self.store.all_metadata(bucket.key)
+            if not access.is_owner(bucket.owner, caller):
+                access.check_write(bucket.owner, caller, meta, [rel], "roles")
+            current = meta.get(rel)
+            roles = dict(current.roles) if current is not None else {}
+            before = dict(roles)
+            for who, role in request.roles.items():
+                if role > 0:
+                    roles[who] = int(role)
+                else:
+                    roles.pop(who, None)
+            if current is not None and roles == before:
+                return pb.PushPathAccessRolesResponse(pinned=0)
+            ch = Changes()
+            ch.set_meta(rel, now_ns(), roles)
+            self.store.commit(bucket, None, ch)
+        return pb.PushPathAccessRolesResponse(pinned=0)
+
+    @grpc_errors
+    def PullPathAccessRoles(
+        self, request: pb.PullPathAccessRolesRequest, context: grpc.ServicerContext
+    ) -> pb.PullPathAccessRolesResponse:
+        thread, caller = self._enter(context, owned=False)
+        rel = parse_path(request.path)
+        bucket = self.store.get_bucket(thread, request.key)
+        try:
+            resolve(self.store, bucket.root_cid, rel)
+        except HubError:
+            raise unknown(f"could not resolve path: {rel}") from None
+        meta = self._meta_for_read(bucket, caller)
+        m = nearest(meta, rel)
+        if m is None:
+            raise unknown(f"could not resolve path: {rel}")
+        return pb.PullPathAccessRolesResponse(roles=m.roles)
+
+    # -- archives: no Filecoin here -----------------------------------------------------------
+
+    def _archiving(self, request: object, context: grpc.ServicerContext) -> None:
+        context.abort(grpc.StatusCode.UNKNOWN, ARCHIVING_DISABLED)
+
+    DefaultArchiveConfig = _archiving
+    SetDefaultArchiveConfig = _archiving
+    Archive = _archiving
+    Archives = _archiving
+
+    def ArchiveWatch(self, request: object, context: grpc.ServicerContext) -> Iterator[object]:
+        context.abort(grpc.StatusCode.UNKNOWN, ARCHIVING_DISABLED)
+        yield from ()
+
+    # -- pushes -------------------------------------------------------------------------------
+
+    @grpc_errors
+    def PushPath(
+        self, request_iterator: Iterator[pb.PushPathRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.PushPathResponse]:
+        thread, caller = self._enter(context, owned=False)
+        first = next(request_iterator, None)
+        if first is None:
+            return  # spec: a stream that ends before any message ends with OK
+        if first.WhichOneof("payload") != "header":
+            raise unknown(HEADER_REQUIRED)
+        header = first.header
+        rel = parse_path(header.path)
+        if not rel:
+            raise invalid("a file cannot replace the bucket root")
+        mode = header.mode if header.HasField("mode") else None
+        mtime = header.mtime if header.HasField("mtime") else None
+        with self.store.mutation(thread, header.key, header.root) as bucket:
+            self._check_write(bucket, caller, [rel])
+            importer = StreamingImport(self.store.blocks, f"push {rel[:40]}")
+            received = reported = 0
+            try:
+                for req in request_iterator:
+                    if req.WhichOneof("payload") != "chunk":
+                        raise unknown(INVALID_REQUEST)
+                    importer.feed(req.chunk)
+                    received += len(req.chunk)
+                    if received - reported >= PROGRESS_STEP:
+                        reported = received
+                        yield pb.PushPathResponse(
+                            event=pb.PushPathResponse.Event(name=rel, bytes=received)
+                        )
+                result = importer.finish()
+            except BaseException:
+                importer.abort()
+                raise
+            _, old_size = resolve_root_size(self.store, bucket)
+            editor = self.store.editor(bucket)
+            editor.set_cid(rel, result.cid, result.tsize)
+            root, new_size = editor.flush()
+            ts = now_ns()
+            ch = Changes()
+            _file_changes(ch, rel, ts, mode, mtime)
+            new = self.store.commit(bucket, root, ch, ts)
+            meta = None if header.light_root else self._meta_for_read(new, caller)
+        yield pb.PushPathResponse(
+            event=pb.PushPathResponse.Event(
+                name=rel,
+                path=f"/ipfs/{result.cid}",
+                bytes=received,
+                size=str(result.tsize),
+                root=root_pb(new, meta),
+                pinned=new_size - old_size,
+            )
+        )
+
+    @grpc_errors
+    def PushPaths(
+        self, request_iterator: Iterator[pb.PushPathsRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.PushPathsResponse]:
+        thread, caller = self._enter(context, owned=True)
+        first = next(request_iterator, None)
+        if first is None:
+            return
+        if first.WhichOneof("payload") != "header":
+            raise unknown(HEADER_REQUIRED)
+        header = first.header
+        with self.store.mutation(thread, header.key, header.root) as bucket:
+            if header.paths and not access.is_owner(bucket.owner, caller):
+                try:
+                    self._check_write(bucket, caller, list(header.paths))
+                except HubError as exc:
+                    raise access.denied(f"verifying bucket update: {exc.message}") from None
+            yield from _PushPathsRun(self, bucket, caller, request_iterator, context).run()
+
+
+def _file_changes(ch: Changes, rel: str, ts: int, mode: int | None, mtime: int | None) -> None:
+    """Metadata for a pushed file (spec 5.6 PushPath step 4) plus bucketfs attributes."""
+    ch.set_meta(rel, ts)
+    ch.unset_meta_prefix(rel + "/")
+    ch.drop_attrs_below(rel)  # a file replacing a directory drops the old subtree's attrs
+    # A new file keeps a recorded mode (like writing into an existing file) unless one is
+    # given; its mtime is the push time unless one is given.
+    if mtime is None:
+        ch.clear_mtime(rel)
+    ch.set_attrs(rel, mode, mtime)
+
+
+def resolve_root_size(store: HubStore, bucket: Bucket) -> tuple[CID, int]:
+    """The bucket's root and its cumulative size."""
+    return bucket.root_cid, inspect(store.blocks, bucket.root_cid).tsize
+
+
+def _check_public_key(who: str) -> None:
+    try:
+        from bucketfs.keys import parse_public_key
+    except ImportError:  # pragma: no cover - keys module is part of the tree
+        return
+    try:
+        parse_public_key(who)
+    except ValueError as exc:
+        raise unknown(f"unmarshaling role public key: {exc}") from None
+
+
+_END = object()
+
+
+class _PushPathsRun:
+    """One PushPaths stream after its header: chunks in, one response per completed file."""
+
+    def __init__(
+        self,
+        service: BucketsService,
+        bucket: Bucket,
+        caller: access.Caller,
+        requests: Iterator[pb.PushPathsRequest],
+        context: grpc.ServicerContext,
+    ) -> None:
+        self.service = service
+        self.store = service.store
+        self.bucket = bucket
+        self.caller = caller
+        self.requests = requests
+        self.context = context
+        self.inbox: queue.Queue[object] = queue.Queue(maxsize=64)
+        self.stop = threading.Event()
+        self.editor = self.store.editor(bucket)
+        self.changes = Changes()
+        self.last_root = bucket.path
+        self.old_size = resolve_root_size(self.store, bucket)[1]
+        self.slots = FileSlots(self.store.blocks, Path(service.spill_dir))
+        self.checked: set[str] = set()
+
+    def _reader(self) -> None:
+        # Reads the request stream in its own thread so the main loop can notice a pause
+        # (and send a held response with an exact root) without a blocking next().
+        try:
+            for req in self.requests:
+                while not self.stop.is_set():
+                    try:
+                        self.inbox.put(req, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if self.stop.is_set():
+                    return
+            item: object = _END
+        except BaseException as exc:  # noqa: BLE001 - handed to the main loop
+            item = exc
+        while not self.stop.is_set():
+            try:
+                self.inbox.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def _response(self, rel: str, cid: CID, tsize: int, root_path: str) -> pb.PushPathsResponse:
+        b = self.bucket
+        root = pb.Root(
+            key=b.key, name=b.name, path=root_path, created_at=b.created_at,
+            updated_at=now_ns(), thread=b.thread, owner=b.owner, version=b.version,
+        )  # fmt: skip
+        root.path_metadata[rel].updated_at = root.updated_at
+        return pb.PushPathsResponse(path=rel, cid=str(cid), size=tsize, pinned=tsize, root=root)
+
+    def _exact_root(self) -> str:
+        cid, _ = self.editor.flush()
+        self.last_root = f"/ipfs/{cid}"
+        return self.last_root
+
+    def run(self) -> Iterator[pb.PushPathsResponse]:
+        reader = threading.Thread(target=self._reader, name="pushpaths-reader", daemon=True)
+        reader.start()
+        held: pb.PushPathsResponse | None = None
+        committed = False
+        try:
+            while True:
+                try:
+                    item = self.inbox.get(timeout=HOLD_RELEASE_SECONDS if held else None)
+                except queue.Empty:
+                    # The client paused: give it the held response with an exact root.
+                    assert held is not None
+                    held.root.path = self._exact_root()
+                    yield held
+                    held = None
+                    continue
+                if item is _END:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                req = item
+                if req.WhichOneof("payload") != "chunk":  # type: ignore[attr-defined]
+                    raise unknown(INVALID_REQUEST)
+                done = self._chunk(req.chunk)  # type: ignore[attr-defined]
+                if done is not None:
+                    if held is not None:
+                        held.root.path = self.last_root
+                        yield held
+                    held = done
+            if len(self.slots):
+                open_paths = ", ".join(sorted(self.slots.files)[:5])
+                raise unknown(
+                    f"stream ended with unfinished files ({open_paths}); "
+                    "close each file with an empty chunk"
+                )
+            root, new_size = self.editor.flush()
+            self.store.commit(self.bucket, root, self.changes)
+            committed = True
+            if held is not None:
+                held.root.path = f"/ipfs/{root}"
+                held.root.updated_at = now_ns()
+                yield held
+        except BaseException:
+            self.slots.abort()
+            if not committed:
+                log.info("PushPaths to %s abandoned; bucket unchanged", self.bucket.key)
+            raise
+        finally:
+            self.stop.set()
+
+    def _chunk(self, chunk: pb.PushPathsRequest.Chunk) -> pb.PushPathsResponse | None:
+        try:
+            rel = parse_path(chunk.path)
+        except HubError as exc:
+            raise HubError(exc.code, f"parsing path: {exc.message}") from None
+        if not rel:
+            raise invalid("a file cannot replace the bucket root")
+        if rel not in self.checked:
+            if not access.is_owner(self.bucket.owner, self.caller):
+                try:
+                    self.service._check_write(self.bucket, self.caller, [rel])
+                except HubError as exc:
+                    raise unknown(f"enqueueing file: verifying bucket update: {exc}") from None
+            self.checked.add(rel)
+        mode = chunk.mode if chunk.HasField("mode") else None
+        mtime = chunk.mtime if chunk.HasField("mtime") else None
+        closed = self.slots.write(rel, chunk.data, mode, mtime)
+        if closed is None:
+            return None
+        result, attrs = closed
+        self.editor.set_cid(rel, result.cid, result.tsize)
+        _file_changes(self.changes, rel, now_ns(), attrs.mode, attrs.mtime)
+        return self._response(rel, result.cid, result.tsize, self.last_root)

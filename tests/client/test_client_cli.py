@@ -1,0 +1,218 @@
+"""Every client command through ``python -m bucketfs.cli``, against the real hub."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.timeout(240)
+
+
+class CLI:
+    """Runs ``bucketfs`` in a subprocess with its own config file and hub address."""
+
+    def __init__(self, tmp_path: Path, api: str) -> None:
+        self.config = tmp_path / "config" / "config.toml"
+        self.cwd = tmp_path / "work"
+        self.cwd.mkdir()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("BUCK_", "BUCKETFS_"))}
+        self.env.update(BUCKETFS_CONFIG=str(self.config), BUCK_API=api)
+
+    def run(self, *args: str, input: bytes | None = None, code: int = 0, env=None):
+        proc = subprocess.run(
+            [sys.executable, "-m", "bucketfs.cli", *args],
+            input=input,
+            capture_output=True,
+            cwd=self.cwd,
+            env={**self.env, **(env or {})},
+            timeout=120,
+        )
+        assert proc.returncode == code, (args, proc.returncode, proc.stderr.decode())
+        if code:
+            lines = proc.stderr.decode().strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("bucketfs: "), proc.stderr
+            assert "Traceback" not in proc.stderr.decode()
+        return proc
+
+    def json(self, *args: str):
+        return json.loads(self.run(*args, "--json").stdout)
+
+    def out(self, *args: str, **kw) -> str:
+        return self.run(*args, **kw).stdout.decode()
+
+    def err(self, *args: str, code: int = 1, **kw) -> str:
+        return self.run(*args, code=code, **kw).stderr.decode().strip()
+
+
+@pytest.fixture
+def cli(tmp_path: Path, hub: str) -> CLI:
+    return CLI(tmp_path, hub)
+
+
+def test_bucket_create_makes_and_saves_default_thread(cli: CLI) -> None:
+    key = cli.out("bucket", "create", "photos").strip()
+    assert key.startswith("bafzb")
+    thread = tomllib.loads(cli.config.read_text())["thread"]
+    # The second bucket lands in the same, saved thread.
+    second = cli.json("bucket", "create", "docs")
+    assert second["root"]["thread"] == thread and second["root"]["name"] == "docs"
+    listed = cli.json("bucket", "ls")
+    assert {r["name"]: r["key"] for r in listed} == {"photos": key, "docs": second["root"]["key"]}
+    threads = cli.json("thread", "ls")
+    assert any(t["id"] == thread and t["default"] for t in threads)
+
+
+def test_thread_create_and_ls(cli: CLI) -> None:
+    made = cli.json("thread", "create", "--name", "my-thread")
+    assert made["name"] == "my-thread"
+    rows = cli.json("thread", "ls")
+    assert {"id": made["id"], "name": "my-thread", "default": False} in rows
+    cli.run("thread", "create", "--default")
+    assert "thread" in tomllib.loads(cli.config.read_text())
+    assert "name may only contain" in cli.err("thread", "create", "--name", "bad name!")
+
+
+def test_push_ls_cat_pull_mv_rm_root_links(cli: CLI, tmp_path: Path) -> None:
+    cli.run("bucket", "create", "b")
+    (cli.cwd / "hello.txt").write_text("hello\n")
+    album = cli.cwd / "album"
+    (album / "sub").mkdir(parents=True)
+    for i in range(20):
+        (album / f"p{i}.jpg").write_bytes(os.urandom(1000 + i))
+    (album / "sub" / "deep.txt").write_text("deep\n")
+
+    pushed = cli.json("bucket", "push", "b", "hello.txt")
+    assert pushed["files"][0]["path"] == "hello.txt"
+    cli.run("bucket", "push", "b", "hello.txt", "texts/")
+    many = cli.json("bucket", "push", "b", "album", "2024")
+    assert len(many["files"]) == 21
+    cli.run("bucket", "push", "b", "-", "stdin.txt", input=b"from stdin")
+
+    top = {e["name"]: e for e in cli.json("bucket", "ls", "b")}
+    assert {"hello.txt", "texts", "2024", "stdin.txt", ".textileseed"} <= set(top)
+    assert top["hello.txt"]["size"] == 6 and top["2024"]["is_dir"]
+    assert "hello.txt" in cli.out("bucket", "ls", "b", "texts")
+
+    assert cli.out("bucket", "cat", "b", "texts/hello.txt") == "hello\n"
+    assert cli.run("bucket", "cat", "b", "stdin.txt").stdout == b"from stdin"
+
+    cli.run("bucket", "pull", "b", "2024", str(tmp_path / "restored"))
+    for p in album.rglob("*"):
+        if p.is_file():
+            assert (tmp_path / "restored" / p.relative_to(album)).read_bytes() == p.read_bytes()
+    cli.run("bucket", "pull", "b", "hello.txt", str(tmp_path / "h.txt"))
+    assert (tmp_path / "h.txt").read_text() == "hello\n"
+    assert cli.run("bucket", "pull", "b", "stdin.txt", "-").stdout == b"from stdin"
+
+    cli.run("bucket", "mv", "b", "hello.txt", "renamed.txt")
+    root = cli.json("bucket", "mv", "b", "renamed.txt", "texts")["root"]
+    assert "renamed.txt" in cli.out("bucket", "ls", "b", "texts")
+    assert cli.out("bucket", "root", "b").strip() == root["path"]
+
+    removed = cli.json("bucket", "rm", "b", "texts", "stdin.txt")
+    assert removed["removed"] == ["texts", "stdin.txt"]
+    assert "texts" not in {e["name"] for e in cli.json("bucket", "ls", "b")}
+
+    links = cli.json("bucket", "links", "b")
+    key = cli.json("bucket", "root", "b")["key"]
+    assert key in links["url"]
+
+    assert "--yes" in cli.err("bucket", "rm", "b", code=2)
+    cli.run("bucket", "rm", "b", "--yes")
+    assert "no bucket named 'b'" in cli.err("bucket", "root", "b")
+
+
+def test_key_flag_and_env_replace_bucket_argument(cli: CLI) -> None:
+    key = cli.out("bucket", "create", "k").strip()
+    cli.run("bucket", "push", "--key", key, "-", "a.txt", input=b"A")
+    assert cli.out("bucket", "cat", "a.txt", env={"BUCK_KEY": key}) == "A"
+    assert cli.out("bucket", "root", "--key", key).startswith("/ipfs/")
+
+
+def test_fast_forward_flag(cli: CLI) -> None:
+    cli.run("bucket", "create", "ff")
+    old = cli.out("bucket", "root", "ff").strip()
+    cli.run("bucket", "push", "ff", "-", "a", input=b"1", env=None)
+    msg = cli.err("bucket", "push", "ff", "-", "b", "--root", old, input=b"2")
+    assert "non-fast-forward" in msg
+
+
+def test_one_line_errors(cli: CLI, tmp_path: Path) -> None:
+    cli.run("bucket", "create", "dup")
+    cli.run("bucket", "create", "dup")
+    msg = cli.err("bucket", "ls", "dup")
+    assert "ambiguous" in msg and msg.count("bafzb") == 2
+    cli.run("bucket", "create", "e")
+    assert "missing.txt" in cli.err("bucket", "cat", "e", "missing.txt")
+    assert "no such file" in cli.err("bucket", "push", "e", str(tmp_path / "nope"))
+    assert "not a thread ID" in cli.err("bucket", "ls", "--thread", "garbage")
+    assert "BUCKET" in cli.err("bucket", "cat", code=2)
+
+
+def test_unreachable_hub_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    cli = CLI(tmp_path, dead)
+    msg = cli.err("bucket", "create", "x")
+    assert f"cannot reach the hub at {dead}" in msg and "bucketfs hub" in msg
+    msg = cli.err("thread", "ls", "--api", dead)
+    assert "cannot reach the hub" in msg
+
+
+def _run_with_tty_stderr(cli: CLI, *args: str) -> tuple[int, str]:
+    """Run the CLI with stderr on a pseudo-terminal (as a person would see it)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    import threading
+
+    master, slave = pty.openpty()
+    # A fresh pty is 0x0 characters, and tqdm draws nothing that narrow; size it like a terminal.
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    chunks: list[bytes] = []
+
+    def reader() -> None:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO once the child closed its end
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    proc = subprocess.run(
+        [sys.executable, "-m", "bucketfs.cli", *args],
+        stderr=slave,
+        stdout=subprocess.DEVNULL,
+        cwd=cli.cwd,
+        env=cli.env,
+        timeout=120,
+    )
+    os.close(slave)
+    t.join(timeout=30)
+    os.close(master)
+    return proc.returncode, b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_bars_only_on_a_terminal(cli: CLI) -> None:
+    cli.run("bucket", "create", "big")
+    (cli.cwd / "big.bin").write_bytes(os.urandom(6 * 1024 * 1024))
+    code, tty_err = _run_with_tty_stderr(cli, "bucket", "push", "big", "big.bin")
+    assert code == 0 and "big.bin" in tty_err and "%|" in tty_err  # a tqdm bar
+    code, tty_err = _run_with_tty_stderr(cli, "bucket", "pull", "big", "big.bin", "copy.bin")
+    assert code == 0 and "%|" in tty_err
+    assert (cli.cwd / "copy.bin").read_bytes() == (cli.cwd / "big.bin").read_bytes()
+    # Not a terminal: no bar at all.
+    assert cli.run("bucket", "push", "big", "big.bin", "again.bin").stderr == b""

@@ -70,8 +70,10 @@ def get_token_flow(
 
     Raises :class:`HubError` with the exact codes and texts of spec 4.1/13.
     """
-    first = next(requests, None)
-    if first is None or first.WhichOneof("payload") != "key":
+    # The key too must come in time: a client that opens the stream and says nothing would
+    # otherwise hold one of the server's worker threads for good.
+    first = _next_with_timeout(requests, timeout)
+    if first is _END or first.WhichOneof("payload") != "key":
         raise HubError(grpc.StatusCode.INVALID_ARGUMENT, KEY_REQUIRED)
     try:
         public_key = parse_public_key(first.key)

@@ -450,7 +450,12 @@ def test_get_token_challenge_deadline(tmp_path: Path) -> None:
         err = rpc_error(s.recv)  # never answer the challenge
         assert_status(err, Code.DEADLINE_EXCEEDED, "Challenge deadline exceeded")
         s.close()
-        # The hub is still serving.
+        silent = TokenSession(hub, _user_md(hub))  # never even sends its key
+        err = rpc_error(silent.recv)
+        assert_status(err, Code.DEADLINE_EXCEEDED, "Challenge deadline exceeded")
+        silent.close()
+        # The hub is still serving (with a generous deadline, so a busy machine cannot fail it).
+        hub.auth.challenge_timeout = 60.0
         get_token(hub, keys.Identity.generate(), _user_md(hub))
 
 

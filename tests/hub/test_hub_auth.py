@@ -356,6 +356,7 @@ def test_tampered_foreign_and_garbage_tokens(hub: Hub) -> None:
     tampered = f"{header}.{forged.split('.')[1]}.{sig}"
     foreign = keys.issue_token(keys.Identity.generate(), ident.public_key_string())
     req = usersd_pb2.ListThreadsRequest()
+    hub.users.ListThreads(req, metadata=md + token_md(good))  # now remembered as verified
     for bad in (tampered, foreign):
         err = rpc_error(hub.users.ListThreads, req, metadata=md + token_md(bad))
         assert_status(err, Code.UNAUTHENTICATED, "invalid thread token")

@@ -332,8 +332,8 @@ def run_push(args: argparse.Namespace) -> int:
     return _report_push(args, files, result.root)
 
 
-def _walk_files(top: Path) -> Iterator[tuple[str, Path, int]]:
-    """(bucket-relative path, local path, size) for regular files under ``top``, sorted."""
+def _walk_files(top: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
+    """(bucket-relative path, local path, stat) for regular files under ``top``, sorted."""
     for dirpath, dirnames, filenames in os.walk(top, onerror=_walk_error):
         dirnames.sort()
         for name in sorted(filenames):
@@ -345,7 +345,7 @@ def _walk_files(top: Path) -> Iterator[tuple[str, Path, int]]:
             if not full.is_file():
                 log.warning("skipping %s: not a regular file", full)
                 continue
-            yield full.relative_to(top).as_posix(), full, st.st_size
+            yield full.relative_to(top).as_posix(), full, st
 
 
 def _walk_error(exc: OSError) -> None:
@@ -358,10 +358,17 @@ def _push_dir(
     files = list(_walk_files(src))
     if not files:
         raise UserError(f"{src} holds no files to push")
-    total = sum(size for _, _, size in files)
+    total = sum(st.st_size for _, _, st in files)
     items = [(f"{prefix}/{rel}" if prefix else rel, path) for rel, path, _ in files]
+    # Keep each file's permission bits and mtime, as the mount will show them.
+    attrs = {
+        remote: (st.st_mode & 0o7777, st.st_mtime_ns)
+        for (remote, _), (_, _, st) in zip(items, files, strict=True)
+    }
     with _progress(total, src.name or str(src), args) as bar:
-        result = client.push_paths(key, items, root=args.root, progress=_callback(bar))
+        result = client.push_paths(
+            key, items, root=args.root, progress=_callback(bar), attrs=attrs
+        )
     pushed = [{"path": f.path, "cid": f.cid, "size": f.size} for f in result.files]
     return _report_push(args, pushed, result.root)
 
@@ -394,6 +401,7 @@ def run_pull(args: argparse.Namespace) -> int:
             if dest.is_dir():
                 dest = dest / Path(remote).name
             _pull_file(args, client, key, remote, dest, _file_size(item))
+            _apply_attrs(dest, item)
             pulled = [{"path": remote, "local": str(dest), "size": _file_size(item)}]
     text = f"pulled {len(pulled)} file{'s' if len(pulled) != 1 else ''} to {dest}"
     emit(args, {"files": pulled}, text)
@@ -416,6 +424,16 @@ def _pull_file(
         raise
 
 
+def _apply_attrs(dest: Path, item: Any) -> None:
+    """Give a pulled file the mode and mtime the bucket recorded (bucketfs hubs record them)."""
+    mode = getattr(item, "mode", 0) & 0o7777
+    mtime = getattr(item, "mtime", 0)
+    if mode:
+        os.chmod(dest, mode)
+    if mtime:
+        os.utime(dest, ns=(mtime, mtime))
+
+
 def _pull_dir(
     args: argparse.Namespace, client: BucketsClient, key: str, remote: str, dest: Path
 ) -> list[dict[str, Any]]:
@@ -433,6 +451,7 @@ def _pull_dir(
                 stack.append((crel, lpath / child.name))
             else:
                 _pull_file(args, client, key, crel, lpath / child.name, _file_size(child))
+                _apply_attrs(lpath / child.name, child)
                 pulled.append({"path": crel, "local": str(lpath / child.name)})
     return pulled
 

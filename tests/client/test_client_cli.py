@@ -180,3 +180,24 @@ def test_progress_bars_only_on_a_terminal(cli: CLI) -> None:
     assert (cli.cwd / "copy.bin").read_bytes() == (cli.cwd / "big.bin").read_bytes()
     # Not a terminal: no bar at all.
     assert cli.run("bucket", "push", "big", "big.bin", "again.bin").stderr == b""
+
+
+def test_push_and_pull_keep_mode_and_mtime(cli: CLI, tmp_path: Path) -> None:
+    cli.run("bucket", "create", "attrs")
+    tree = cli.cwd / "tree"
+    tree.mkdir()
+    one, two = tree / "one.sh", tree / "two.txt"
+    one.write_text("#!/bin/sh\n")
+    two.write_text("two\n")
+    os.chmod(one, 0o750)
+    os.chmod(two, 0o604)
+    os.utime(one, ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789))
+    cli.run("bucket", "push", "attrs", "tree", "t")
+    cli.run("bucket", "push", "attrs", str(two), "single.txt")
+    cli.run("bucket", "pull", "attrs", "t", str(tmp_path / "back"))
+    cli.run("bucket", "pull", "attrs", "single.txt", str(tmp_path / "single.txt"))
+    back = tmp_path / "back"
+    assert (back / "one.sh").stat().st_mode & 0o7777 == 0o750
+    assert (back / "two.txt").stat().st_mode & 0o7777 == 0o604
+    assert (back / "one.sh").stat().st_mtime_ns == 1_600_000_000_123_456_789
+    assert (tmp_path / "single.txt").stat().st_mode & 0o7777 == 0o604

@@ -17,6 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -346,3 +347,76 @@ def _unlink_quiet(path: Path) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+class WriteBehind:
+    """Runs a store's ``put`` calls on worker threads so hashing overlaps disk writes.
+
+    The importer hashes on its own thread while up to ``workers`` threads write and fsync
+    earlier blocks (both release the GIL). At most ``max_pending`` blocks wait in memory, so
+    memory stays bounded. :meth:`close` waits for every write and re-raises the first error;
+    until it returns, a block handed to ``put`` may not be in the store yet.
+    """
+
+    def __init__(self, store: Blockstore, workers: int = 2, max_pending: int = 8) -> None:
+        self.store = store
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blockwrite")
+        self._slots = threading.BoundedSemaphore(max_pending)
+        self._error: BaseException | None = None
+
+    def _run(self, cid: CID, data: bytes, trusted: bool) -> None:
+        try:
+            self.store.put(cid, data, trusted=trusted)
+        except BaseException as exc:
+            log.error("background write of block %s failed: %s", cid, exc)
+            if self._error is None:
+                self._error = exc
+        finally:
+            self._slots.release()
+
+    def _raw(self, data: bytes) -> CID:
+        try:
+            cid = CID.of_raw(data)
+            self.store.put(cid, data, trusted=True)
+            return cid
+        finally:
+            self._slots.release()
+
+    def put_raw(self, data: bytes) -> Future[CID]:
+        """Queue hashing *and* writing of a raw block; the future gives its CID.
+
+        Hashing on the workers too lets two cores share the SHA-256 work of a large import.
+        """
+        if self._error is not None:
+            raise self._error
+        self._slots.acquire()
+        return self._pool.submit(self._raw, data)
+
+    def put(self, cid: CID, data: bytes, *, trusted: bool = False) -> None:
+        """Queue a write (blocks while ``max_pending`` writes are outstanding)."""
+        if self._error is not None:
+            raise self._error
+        self._slots.acquire()
+        self._pool.submit(self._run, cid, data, trusted)
+
+    def has(self, cid: CID) -> bool:
+        """Delegates to the store (a queued block may not be visible yet)."""
+        return self.store.has(cid)
+
+    def get(self, cid: CID) -> bytes:
+        """Delegates to the store."""
+        return self.store.get(cid)
+
+    def delete(self, cid: CID) -> None:
+        """Delegates to the store."""
+        self.store.delete(cid)
+
+    def iter_cids(self) -> Iterator[CID]:
+        """Delegates to the store."""
+        return self.store.iter_cids()
+
+    def close(self) -> None:
+        """Wait for all queued writes; raise the first failure."""
+        self._pool.shutdown(wait=True)
+        if self._error is not None:
+            raise self._error

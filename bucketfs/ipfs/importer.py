@@ -12,13 +12,15 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from bucketfs.ipfs import dagpb, hamt
-from bucketfs.ipfs.blockstore import Blockstore
+from bucketfs.ipfs.blockstore import Blockstore, FSBlockstore, WriteBehind
 from bucketfs.ipfs.cid import CID
 from bucketfs.ipfs.dagpb import PBLink, PBNode
 from bucketfs.ipfs.unixfs import DataType, UnixFSData, UnixTime, encode_data
@@ -31,6 +33,8 @@ MAX_LINKS = 174
 HAMT_THRESHOLD = 262144
 #: Largest chunk Kubo accepts (2 MiB - 256): bigger leaves would not travel over bitswap.
 MAX_CHUNK_SIZE = 2 * 1024 * 1024 - 256
+#: Leaves hashed ahead of the tree builder when writing behind (bounds memory with WriteBehind).
+_IN_FLIGHT = 4
 
 
 class UnixFSImportError(ValueError):
@@ -139,13 +143,48 @@ def import_file(
     raw_leaves: bool | None = None,
     mode: int | None = None,
     mtime: UnixTime | int | None = None,
+    write_behind: bool | None = None,
 ) -> Imported:
     """Import a byte stream as a UnixFS file; returns its root.
 
     ``raw_leaves`` defaults to ``cid_version == 1`` (Kubo's rule). ``mode`` / ``mtime``
     (UnixFS 1.5; ``mtime`` as a :class:`UnixTime` or Unix nanoseconds) are written on the root
-    only, and force a dag-pb root even for a single chunk.
+    only, and force a dag-pb root even for a single chunk. ``write_behind`` (default: on for
+    an :class:`FSBlockstore`) writes blocks on worker threads while the next chunk is hashed;
+    every block is in the store when this returns.
     """
+    if write_behind is None:
+        write_behind = isinstance(store, FSBlockstore)
+    if not write_behind:
+        return _import_file(
+            stream, store, chunk_size, max_links, cid_version, raw_leaves, mode, mtime
+        )
+    wb = WriteBehind(store)
+    try:
+        return _import_file(
+            stream,
+            wb,
+            chunk_size,
+            max_links,
+            cid_version,
+            raw_leaves,
+            mode,
+            mtime,  # type: ignore[arg-type]
+        )
+    finally:
+        wb.close()
+
+
+def _import_file(
+    stream: BinaryIO,
+    store: Blockstore,
+    chunk_size: int,
+    max_links: int,
+    cid_version: int,
+    raw_leaves: bool | None,
+    mode: int | None,
+    mtime: UnixTime | int | None,
+) -> Imported:
     if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
         raise UnixFSImportError(f"chunk size must be 1..{MAX_CHUNK_SIZE} bytes, not {chunk_size}")
     if max_links < 2:
@@ -157,6 +196,7 @@ def import_file(
     meta = _meta(mode, mtime)
     builder = _Builder(store, max_links, cid_version)
     first: bytes | None = None  # kept only while the file may turn out to be one chunk
+    futures: deque[tuple[Future[CID], int]] = deque()
     count = 0
     while True:
         chunk = _read_chunk(stream, chunk_size)
@@ -164,7 +204,13 @@ def import_file(
             break
         count += 1
         first = chunk if count == 1 else None
-        if raw_leaves:
+        if raw_leaves and isinstance(store, WriteBehind):
+            # Leaves are hashed on the worker threads; results are consumed in file order.
+            futures.append((store.put_raw(chunk), len(chunk)))
+            while len(futures) > _IN_FLIGHT:
+                fut, n = futures.popleft()
+                builder.push(Imported(fut.result(), n, n))
+        elif raw_leaves:
             cid = CID.of_raw(chunk)
             store.put(cid, chunk, trusted=True)
             builder.push(Imported(cid, len(chunk), len(chunk)))
@@ -172,6 +218,9 @@ def import_file(
             builder.push(_dagpb_leaf(store, chunk, cid_version, {}))
         if len(chunk) < chunk_size:
             break
+    while futures:
+        fut, n = futures.popleft()
+        builder.push(Imported(fut.result(), n, n))
     root = builder.finish(meta)
     if root is not None:
         return root

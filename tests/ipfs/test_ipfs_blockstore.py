@@ -172,3 +172,37 @@ def test_gc_counts_missing_blocks(store: Blockstore) -> None:
     assert stats.missing == 0  # raw leaves are marked without being read
     store.delete(res.cid)
     assert collect(store, [res.cid], grace_seconds=0).missing == 1
+
+
+def test_write_behind_import_equals_plain_import(tmp_path: Path) -> None:
+    data = os.urandom(262144 * 5 + 17)
+    fs = FSBlockstore(tmp_path / "bs")
+    mem = MemoryBlockstore()
+    from bucketfs.ipfs.reader import FileReader
+
+    a = import_bytes(data, fs)  # write-behind is on by default for FSBlockstore
+    b = import_bytes(data, mem, write_behind=False)
+    assert a == b
+    assert sorted(fs.iter_cids()) == sorted(mem.iter_cids())
+    assert FileReader(fs, a.cid).read(0, len(data)) == data
+
+
+class FailingStore(MemoryBlockstore):
+    """A real MemoryBlockstore that runs out of space after a few blocks."""
+
+    def __init__(self, allowed: int) -> None:
+        super().__init__()
+        self.allowed = allowed
+
+    def put(self, cid: CID, data: bytes, *, trusted: bool = False) -> None:
+        if self.allowed <= 0:
+            raise OSError(28, "No space left on device")
+        self.allowed -= 1
+        super().put(cid, data, trusted=trusted)
+
+
+@pytest.mark.parametrize("write_behind", [False, True])
+def test_store_failure_during_import_is_raised(write_behind: bool) -> None:
+    store = FailingStore(allowed=3)
+    with pytest.raises(OSError, match="No space"):
+        import_bytes(b"x" * 5000 + b"y" * 5000, store, chunk_size=100, write_behind=write_behind)

@@ -275,8 +275,11 @@ def make_directory(
     *,
     mode: int | None = None,
     mtime: UnixTime | int | None = None,
+    shard_threshold: int = HAMT_THRESHOLD,
 ) -> Imported:
-    """Write a directory of ``(name, cid, tsize)`` entries: flat, or a HAMT above the threshold.
+    """Write a directory of ``(name, cid, tsize)`` entries: flat, or a HAMT when the
+    links-bytes estimate is greater than ``shard_threshold`` (Kubo's
+    ``Import.UnixFSHAMTDirectorySizeThreshold``; tests use 1 to force sharding).
 
     Names must be unique, non-empty and free of ``/``. ``filesize`` of the result is 0.
     """
@@ -286,7 +289,7 @@ def make_directory(
             raise UnixFSImportError(f"invalid directory entry name {name!r}")
         if i and items[i - 1][0] == name:
             raise UnixFSImportError(f"duplicate directory entry name {name!r}")
-    if links_size_estimate(items) > HAMT_THRESHOLD and mode is None and mtime is None:
+    if links_size_estimate(items) > shard_threshold and mode is None and mtime is None:
         cid, tsize = hamt.build(store, items, cid_version)
         return Imported(cid, tsize, 0)
     links = tuple(PBLink(cid, name, tsize) for name, cid, tsize in items)
@@ -308,6 +311,7 @@ def import_tree(
     raw_leaves: bool | None = None,
     chunk_size: int = CHUNK_SIZE,
     max_links: int = MAX_LINKS,
+    shard_threshold: int = HAMT_THRESHOLD,
 ) -> Imported:
     """Import a file, symlink or directory tree like ``ipfs add -r``.
 
@@ -324,7 +328,7 @@ def import_tree(
     }
     root = Path(path)
     name = root.name or str(root)
-    return _import_path(root, name, store, hidden, on_entry, opts)
+    return _import_path(root, name, store, hidden, on_entry, opts, shard_threshold)
 
 
 def _import_path(
@@ -334,6 +338,7 @@ def _import_path(
     hidden: bool,
     on_entry: OnEntry | None,
     opts: dict[str, object],
+    shard_threshold: int,
 ) -> Imported:
     st = p.lstat()
     if stat.S_ISLNK(st.st_mode):
@@ -348,9 +353,12 @@ def _import_path(
         for child in names:
             if not hidden and child.startswith("."):
                 continue
-            sub = _import_path(p / child, f"{rel}/{child}", store, hidden, on_entry, opts)
+            sub = _import_path(
+                p / child, f"{rel}/{child}", store, hidden, on_entry, opts, shard_threshold
+            )
             entries.append((os.fsencode(child), sub.cid, sub.tsize))
-        res = make_directory(entries, store, int(opts["cid_version"]))  # type: ignore[call-overload]
+        version = int(opts["cid_version"])  # type: ignore[call-overload]
+        res = make_directory(entries, store, version, shard_threshold=shard_threshold)
     else:
         raise UnixFSImportError(f"unsupported file type (not a file, directory or symlink): {p}")
     if on_entry is not None:

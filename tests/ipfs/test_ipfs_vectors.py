@@ -171,3 +171,36 @@ def test_tree_conventions(tmp_path: Path) -> None:
     seen.clear()
     import_tree(d, store, hidden=True, on_entry=lambda rel, imp: seen.append(rel))
     assert "planets/.hidden" in seen
+
+
+@pytest.fixture(scope="module")
+def kubo_testdata(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Kubo's sharding fixture (test/sharness/t0260-sharding.sh): file1..file2000 = "$i\\n"."""
+    d = tmp_path_factory.mktemp("sharding") / "testdata"
+    d.mkdir()
+    for i in range(1, 2001):
+        (d / f"file{i}").write_bytes(f"{i}\n".encode())
+    return d
+
+
+@pytest.mark.parametrize(
+    ("opts", "threshold", "cid"),
+    [
+        ({"cid_version": 0}, 1 << 30, "QmavrTrQG4VhoJmantURAYuw3bowq3E2WcvP36NRQDAC1N"),
+        ({"cid_version": 0}, 1, "QmSCJD1KYLhVVHqBK3YyXuoEqHt7vggyJhzoFYbT8v1XYL"),
+        ({"cid_version": 1}, 1, "bafybeibiemewfzzdyhq2l74wrd6qj2oz42usjlktgnlqv4yfawgouaqn4u"),
+    ],
+)
+def test_kubo_sharding_vectors(
+    kubo_testdata: Path, opts: dict[str, object], threshold: int, cid: str
+) -> None:
+    """Kubo's HAMT vectors: unsharded, and sharded with the threshold forced to 1 byte."""
+    from bucketfs.ipfs.dirs import list_dir, resolve
+
+    store = MemoryBlockstore()
+    res = import_tree(kubo_testdata, store, shard_threshold=threshold, **opts)  # type: ignore[arg-type]
+    assert str(res.cid) == cid
+    if opts["cid_version"] == 0:
+        got = resolve(store, res.cid, "file100")
+        assert str(got) == "QmZ3RfWk1u5LEGYLHA633B5TNJy3Du27K6Fny9wcxpowGS"
+    assert len(list_dir(store, res.cid)) == 2000

@@ -70,7 +70,8 @@ def collect(store: Blockstore, live_roots: Iterable[CID], grace_seconds: float =
     swept = kept = freed = 0
     put_time = getattr(store, "put_time", None)
     delete_if_older = getattr(store, "delete_if_older", None)
-    for cid in list(store.iter_cids()):
+    # Lazily: a snapshot of every CID would cost memory proportional to the whole store.
+    for cid in store.iter_cids():
         if cid.to_v1() in live:
             continue
         if delete_if_older is not None:

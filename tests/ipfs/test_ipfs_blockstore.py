@@ -206,3 +206,41 @@ def test_store_failure_during_import_is_raised(write_behind: bool) -> None:
     store = FailingStore(allowed=3)
     with pytest.raises(OSError, match="No space"):
         import_bytes(b"x" * 5000 + b"y" * 5000, store, chunk_size=100, write_behind=write_behind)
+
+
+CHILD = """
+import resource, sys
+sys.path.insert(0, {root!r})
+from bucketfs.ipfs.blockstore import FSBlockstore
+from bucketfs.ipfs.importer import import_file
+
+class Zeros:
+    def __init__(self, n):
+        self.left = n
+        self.i = 0
+    def read(self, n):
+        n = min(n, self.left)
+        self.left -= n
+        self.i += 1
+        return self.i.to_bytes(8, "big") * (n // 8) + bytes(n % 8)
+
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+res = import_file(Zeros(256 << 20), FSBlockstore({store!r}, fsync=False))
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(before, after, res.filesize)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_import_memory_is_bounded(tmp_path: Path) -> None:
+    """Importing 256 MiB grows peak RSS by a few chunks' worth, not by the file size."""
+    import subprocess
+    import sys
+
+    root = str(Path(__file__).resolve().parents[2])
+    code = CHILD.format(root=root, store=str(tmp_path / "bs"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    before, after, size = map(int, out.stdout.split())
+    assert size == 256 << 20
+    assert (after - before) * 1024 < 40 << 20, (before, after)

@@ -133,6 +133,13 @@ class MemoryBlockstore:
             keys = list(self._blocks)
         return iter(keys)
 
+    def block_size(self, cid: CID) -> int:
+        """Stored length of a block without reading or verifying it."""
+        try:
+            return len(self._blocks[_key(cid)])
+        except KeyError:
+            raise BlockNotFound(cid) from None
+
     def put_time(self, cid: CID) -> float | None:
         """When the block was last put (``None`` if absent)."""
         return self._times.get(_key(cid))
@@ -300,6 +307,13 @@ class FSBlockstore:
                     yield CID.decode(entry.name)
                 except InvalidCID:
                     log.warning("ignoring stray file in blockstore: %s", entry.path)
+
+    def block_size(self, cid: CID) -> int:
+        """Stored length of a block (one stat, no read, no verification)."""
+        try:
+            return self.path_for(cid).stat().st_size
+        except FileNotFoundError:
+            raise BlockNotFound(cid) from None
 
     def put_time(self, cid: CID) -> float | None:
         """mtime of the block file: when it was last written or re-put."""

@@ -317,3 +317,14 @@ def test_diff_between_hamts_skips_equal_shards() -> None:
         ("entry-name-000007.txt", "changed"),
         ("entry-name-000008.txt", "removed"),
     ]
+
+
+def test_stat_of_raw_file_and_missing_block(tmp_path: Path) -> None:
+    from bucketfs.ipfs.blockstore import BlockNotFound, FSBlockstore
+
+    for store in (MemoryBlockstore(), FSBlockstore(tmp_path / "bs", fsync=False)):
+        res = import_bytes(b"12345", store)
+        info = stat(store, res.cid)
+        assert (info.kind, info.size, info.tsize) == ("file", 5, 5)
+        with pytest.raises(BlockNotFound):
+            stat(store, CID.of_raw(b"absent"))

@@ -14,7 +14,8 @@ Against a real hub subprocess (``--auth none``, ``tests/hubproc.py``) on 127.0.0
 - the same push and pull through ``bucketfs bucket push|pull`` subprocesses (start-up included);
 - ``push_paths`` of 1,000 files of 1 KiB (files/s).
 
-Prints a table and the figures as JSON on the last line.
+Each figure is the median of ``--repeat`` runs (default 3). Prints a table and the figures as
+JSON on the last line.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,12 +57,24 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def median_rate(n: int, setup, run, amount: float) -> float:
+    """Median of ``n`` runs of ``amount / seconds``; ``setup(i)`` (untimed) returns run's arg."""
+    rates = []
+    for i in range(n):
+        arg = setup(i)
+        rates.append(amount / timed(lambda arg=arg: run(arg)))
+    return statistics.median(rates)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="256M", help="file size (default 256M)")
     ap.add_argument("--files", type=int, default=1000, help="small files for PushPaths")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per figure (median reported)")
     opts = ap.parse_args()
     size = parse_size(opts.size)
+    mb = size / MiB
+    n = opts.repeat
     from hubproc import running_hub
 
     results: dict[str, float] = {}
@@ -69,53 +83,55 @@ def main() -> int:
         src = tmpdir / "src.bin"
         make_file(src, size)
 
-        def cp() -> None:
+        def cp(_: object) -> None:
             # The hub fsyncs what it stores, so the baseline does too.
             shutil.copyfile(src, tmpdir / "cp.bin")
             with open(tmpdir / "cp.bin", "rb") as f:
                 os.fsync(f.fileno())
+            (tmpdir / "cp.bin").unlink()
 
-        cp_s = timed(cp)
-        (tmpdir / "cp.bin").unlink()
-        results["cp_MBps"] = size / MiB / cp_s
+        results["cp_MBps"] = median_rate(n, lambda i: None, cp, mb)
 
         with running_hub(tmpdir / "hub", auth="none") as hub:
             with BucketsClient(hub.address) as c:
                 c = c.with_thread(c.threads.new_db(name="bench"))
-                for chunk in (64 * 1024, 256 * 1024, MiB):
-                    data = tmpdir / f"push-{chunk}.bin"
-                    make_file(data, size)
-                    key = c.create(f"push-{chunk}").root.key
+                data = tmpdir / "push.bin"
 
-                    def push(data=data, key=key, chunk=chunk) -> None:
+                def fresh(i: int) -> str:
+                    make_file(data, size)  # new bytes: the hub cannot skip known blocks
+                    return c.create(f"push-{i}").root.key
+
+                for chunk in (64 * 1024, 256 * 1024, MiB):
+
+                    def push(key: str, chunk: int = chunk) -> None:
                         with open(data, "rb") as f:
                             c.push_path(key, "f.bin", f, chunk_size=chunk)
 
-                    results[f"push_{chunk // 1024}K_MBps"] = size / MiB / timed(push)
-                    data.unlink()
+                    results[f"push_{chunk // 1024}K_MBps"] = median_rate(n, fresh, push, mb)
+
                 key = c.create("pull").root.key
                 with open(src, "rb") as f:
                     c.push_path(key, "f.bin", f)
 
-                def pull() -> None:
+                def pull(_: object) -> None:
                     with open(tmpdir / "pulled.bin", "wb") as out:
                         c.pull_path(key, "f.bin", out)
 
-                results["pull_MBps"] = size / MiB / timed(pull)
-                (tmpdir / "pulled.bin").unlink()
+                results["pull_MBps"] = median_rate(n, lambda i: None, pull, mb)
 
-                def read_file() -> None:
-                    with open(tmpdir / "read.bin", "wb") as out:
+                def read_file(_: object) -> None:
+                    with open(tmpdir / "pulled.bin", "wb") as out:
                         for reply in c.read_file_stream(key, "f.bin"):
                             out.write(reply.data)
 
-                results["readfile_MBps"] = size / MiB / timed(read_file)
-                (tmpdir / "read.bin").unlink()
+                results["readfile_MBps"] = median_rate(n, lambda i: None, read_file, mb)
 
                 small = [(f"d/f{i:05d}", os.urandom(1024)) for i in range(opts.files)]
-                key = c.create("small").root.key
-                results["push_paths_files_per_s"] = opts.files / timed(
-                    lambda: c.push_paths(key, small)
+                results["push_paths_files_per_s"] = median_rate(
+                    n,
+                    lambda i: c.create(f"small-{i}").root.key,
+                    lambda key: c.push_paths(key, small),
+                    opts.files,
                 )
 
                 env = hub.env()
@@ -123,33 +139,28 @@ def main() -> int:
                 env["BUCK_THREAD"] = c.auth.thread
                 env["BUCKETFS_CONFIG"] = str(tmpdir / "cli.toml")
                 cli = [sys.executable, "-m", "bucketfs.cli", "bucket"]
-                subprocess.run([*cli, "create", "cli"], env=env, check=True, capture_output=True)
-                cli_data = tmpdir / "cli.bin"
-                make_file(cli_data, size)
-                results["cli_push_MBps"] = (
-                    size
-                    / MiB
-                    / timed(
-                        lambda: subprocess.run(
-                            [*cli, "push", "cli", str(cli_data), "f.bin"],
-                            env=env,
-                            check=True,
-                            capture_output=True,
-                        )
-                    )
-                )
-                results["cli_pull_MBps"] = (
-                    size
-                    / MiB
-                    / timed(
-                        lambda: subprocess.run(
-                            [*cli, "pull", "cli", "f.bin", str(tmpdir / "cli-out.bin")],
-                            env=env,
-                            check=True,
-                            capture_output=True,
-                        )
-                    )
-                )
+
+                def cli_fresh(i: int) -> str:
+                    make_file(data, size)
+                    name = f"cli-{i}"
+                    subprocess.run([*cli, "create", name], env=env, check=True, capture_output=True)
+                    return name
+
+                def cli_push(name: str) -> None:
+                    subprocess.run(
+                        [*cli, "push", name, str(data), "f.bin"], env=env, check=True,
+                        capture_output=True,
+                    )  # fmt: skip
+
+                results["cli_push_MBps"] = median_rate(n, cli_fresh, cli_push, mb)
+
+                def cli_pull(_: object) -> None:
+                    subprocess.run(
+                        [*cli, "pull", "cli-0", "f.bin", str(tmpdir / "cli-out.bin")], env=env,
+                        check=True, capture_output=True,
+                    )  # fmt: skip
+
+                results["cli_pull_MBps"] = median_rate(n, lambda i: None, cli_pull, mb)
 
     cp = results["cp_MBps"]
     print(f"file size {size / MiB:.0f} MiB; local cp {cp:.0f} MB/s")

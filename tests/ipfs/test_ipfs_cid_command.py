@@ -65,13 +65,34 @@ def test_missing_path_is_a_user_error(tmp_path: Path) -> None:
         _run(["cid", str(tmp_path / "nope")])
 
 
-def test_help_has_examples() -> None:
-    text = _parser().parse_known_args(["cid", "x"])[0]
-    assert text.command == "cid"
-    proc = subprocess.run(
-        [sys.executable, "-c", "import bucketfs.commands.cid as c; print(c.EPILOG)"],
+def test_through_the_real_cli(tmp_path: Path) -> None:
+    """``python -m bucketfs.cli cid`` end to end: output, exit codes, one-line errors."""
+    d = _planets(tmp_path)
+    ok = subprocess.run(
+        [sys.executable, "-m", "bucketfs.cli", "cid", "-q", str(d)], capture_output=True, text=True
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.split() == [PLANETS_V1]
+    bad = subprocess.run(
+        [sys.executable, "-m", "bucketfs.cli", "cid", str(tmp_path / "missing")],
         capture_output=True,
         text=True,
-        check=True,
     )
-    assert "bucketfs cid" in proc.stdout
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines() == [
+        f"bucketfs: {tmp_path / 'missing'}: no such file or directory"
+    ]
+    helptext = subprocess.run(
+        [sys.executable, "-m", "bucketfs.cli", "cid", "--help"], capture_output=True, text=True
+    )
+    assert "examples:" in helptext.stdout
+
+
+def test_fifo_is_rejected_with_a_user_error(tmp_path: Path) -> None:
+    import os
+
+    d = tmp_path / "withfifo"
+    d.mkdir()
+    os.mkfifo(d / "pipe")
+    with pytest.raises(UserError, match="unsupported file type"):
+        _run(["cid", str(d)])

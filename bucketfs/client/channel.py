@@ -38,8 +38,12 @@ CHANNEL_OPTIONS: list[tuple[str, int]] = [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2000),
-    # One client talks to one hub; no need for DNS-based load balancing across addresses.
-    ("grpc.enable_retries", 0),
+    # Ping during calls so a long WatchRoot or transfer notices a hub that vanished without
+    # closing the connection (power loss, network cut). 30 s respects the 20 s minimum interval
+    # that Textile's hub and ours enforce (spec 1.3) — pinging faster gets the connection closed.
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 0),
 ]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -139,8 +140,11 @@ def client_command(func: Callable[[argparse.Namespace], int]) -> Callable[..., i
             api = getattr(args, "api", None) or _configured_api(args)
             raise user_error(exc, api) from exc
         except BrokenPipeError:
-            # `bucketfs bucket cat x | head` closes the pipe early; that is not an error.
-            sys.stderr.close()
+            # `bucketfs bucket cat x | head` closes the pipe early; that is not an error. Point
+            # stdout at /dev/null so the interpreter's final flush does not fail again.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
             return 0
 
     return wrapper

@@ -201,3 +201,19 @@ def test_push_and_pull_keep_mode_and_mtime(cli: CLI, tmp_path: Path) -> None:
     assert (back / "two.txt").stat().st_mode & 0o7777 == 0o604
     assert (back / "one.sh").stat().st_mtime_ns == 1_600_000_000_123_456_789
     assert (tmp_path / "single.txt").stat().st_mode & 0o7777 == 0o604
+
+
+def test_cat_into_a_closed_pipe_is_quiet(cli: CLI) -> None:
+    cli.run("bucket", "create", "pipe")
+    cli.run("bucket", "push", "pipe", "-", "big", input=os.urandom(3 * 1024 * 1024))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bucketfs.cli", "bucket", "cat", "pipe", "big"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=cli.cwd,
+        env=cli.env,
+    )
+    assert proc.stdout is not None and len(proc.stdout.read(10)) == 10
+    proc.stdout.close()  # like `| head -c 10`
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and err == b""

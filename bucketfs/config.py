@@ -21,8 +21,8 @@ The file lives at ``$BUCKETFS_CONFIG`` if set, else ``<XDG config dir>/bucketfs/
     [mount]
     cache_dir = ""                # default: <XDG cache dir>/bucketfs
     cache_size = "10G"
-    poll = 30.0                   # seconds between remote-root checks when WatchRoot is absent
-    writeback_delay = 2.0         # seconds after the last close before a file is uploaded
+    poll = 2.0                    # seconds between remote-root checks when WatchRoot is absent
+    writeback_delay = 1.0         # seconds after the last close before a file is uploaded
 
 Secrets (the API secret, the identity key) are never stored in the TOML file itself but in files
 of mode 0600 that it names; :func:`read_secret_file` refuses a file that group or others can read,
@@ -78,8 +78,8 @@ class MountConfig:
 
     cache_dir: str = ""
     cache_size: int = DEFAULT_CACHE_SIZE
-    poll: float = 30.0
-    writeback_delay: float = 2.0
+    poll: float = 2.0
+    writeback_delay: float = 1.0
 
     def resolved_cache_dir(self) -> Path:
         """The cache directory, defaulting to the XDG cache dir."""

@@ -287,7 +287,15 @@ def bootstrap_local_account(
         return None
     account = accounts.create_account(DEV, local_username())
     key = accounts.create_key(account.id, KEY_TYPE_ACCOUNT, secure=True)
-    secret_path = configmod.write_hub_credentials(api, key.key, key.secret, config_path)
+    try:
+        secret_path = configmod.write_hub_credentials(api, key.key, key.secret, config_path)
+    except BaseException:
+        # Undo, so the next start tries again instead of leaving an account whose only key
+        # nobody was ever shown.
+        with db.write() as conn:
+            conn.execute("DELETE FROM api_keys WHERE account = ?", (account.id,))
+            conn.execute("DELETE FROM accounts WHERE id = ?", (account.id,))
+        raise
     log.info(
         "first start: created account %s with key %s; credentials in %s",
         account.name,

@@ -636,3 +636,16 @@ def test_bootstrap_local_account(tmp_path: Path) -> None:
         assert len(Accounts(db).list_keys(record.account)) == 1
     finally:
         db.close()
+
+
+def test_bootstrap_retries_after_config_write_failure(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the config directory should be")
+    db = Database(tmp_path / "hub.db")
+    try:
+        with pytest.raises(OSError):
+            bootstrap_local_account(db, blocker / "config.toml")
+        assert Accounts(db).is_empty()  # rolled back: the next start tries again
+        assert bootstrap_local_account(db, tmp_path / "cfg" / "config.toml") is not None
+    finally:
+        db.close()

@@ -235,6 +235,22 @@ class Accounts:
         row = self.db.conn().execute("SELECT * FROM api_keys WHERE key = ?", (key,)).fetchone()
         return _key(row) if row else None
 
+    def key_with_account(self, key: str) -> tuple[APIKey, Account] | None:
+        """The key and its account in one indexed query (every authenticated call needs both)."""
+        row = (
+            self.db.conn()
+            .execute(
+                "SELECT k.*, a.id AS a_id, a.kind, a.name, a.pubkey FROM api_keys k"
+                " JOIN accounts a ON a.id = k.account WHERE k.key = ?",
+                (key,),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        account = Account(id=row["a_id"], kind=row["kind"], name=row["name"], pubkey=row["pubkey"])
+        return _key(row), account
+
     def list_keys(self, account: int) -> list[APIKey]:
         """Every key of the account, oldest first."""
         rows = self.db.conn().execute(

@@ -338,16 +338,16 @@ class HubAuth:
         key_text = md.get("x-textile-api-key")
         if not key_text:
             raise HubError(grpc.StatusCode.UNAUTHENTICATED, NO_CREDENTIALS)
-        key = self.accounts.get_key(key_text)
-        if key is None or not key.valid:
+        found = self.accounts.key_with_account(key_text)
+        if found is None or not found[0].valid:
             raise HubError(grpc.StatusCode.NOT_FOUND, KEY_NOT_FOUND)
+        key, account = found
         if key.secure:
             msg, sig = md.get("x-textile-api-sig-msg"), md.get("x-textile-api-sig")
             if not msg or not sig:
                 raise HubError(grpc.StatusCode.UNAUTHENTICATED, SIG_REQUIRED)
             if not verify_api_signature(key.secret, msg, sig):
                 raise HubError(grpc.StatusCode.UNAUTHENTICATED, BAD_SIG)
-        account = self.accounts.account(key.account)
         caller = replace(
             base,
             account=account.id,

@@ -286,6 +286,20 @@ def local_username() -> str:
     return cleaned
 
 
+def client_address(listen: str) -> str:
+    """The address a local client should dial for a hub listening on ``listen``: a wildcard
+    host (``0.0.0.0``, ``::``, empty) becomes the loopback address of the same family."""
+    host, sep, port = listen.rpartition(":")
+    if not sep:
+        return listen
+    bare = host.strip("[]")
+    if bare in ("", "0.0.0.0"):
+        return f"127.0.0.1:{port}"
+    if bare == "::":
+        return f"[::1]:{port}"
+    return listen
+
+
 def bootstrap_local_account(
     db: Database, config_path: Path | str | None = None, api: str = "127.0.0.1:3006"
 ) -> tuple[str, str] | None:
@@ -301,6 +315,7 @@ def bootstrap_local_account(
     accounts = Accounts(db)
     if not accounts.is_empty():
         return None
+    api = client_address(api)
     account = accounts.create_account(DEV, local_username())
     key = accounts.create_key(account.id, KEY_TYPE_ACCOUNT, secure=True)
     try:

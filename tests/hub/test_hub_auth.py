@@ -23,6 +23,7 @@ from bucketfs.hub.accounts import (
     KEY_TYPE_USER,
     Accounts,
     bootstrap_local_account,
+    client_address,
 )
 from bucketfs.hub.auth import AUTH_KEYS, AUTH_NONE, HubAuth, add_auth_services
 from bucketfs.hub.db import Database
@@ -649,3 +650,11 @@ def test_bootstrap_retries_after_config_write_failure(tmp_path: Path) -> None:
         assert bootstrap_local_account(db, tmp_path / "cfg" / "config.toml") is not None
     finally:
         db.close()
+
+
+def test_client_address_of_wildcard_listen() -> None:
+    assert client_address("0.0.0.0:3006") == "127.0.0.1:3006"
+    assert client_address(":3006") == "127.0.0.1:3006"
+    assert client_address("[::]:3006") == "[::1]:3006"
+    assert client_address("127.0.0.1:4000") == "127.0.0.1:4000"
+    assert client_address("hub.example:443") == "hub.example:443"

@@ -390,7 +390,7 @@ def run_pull(args: argparse.Namespace) -> int:
         if local == "-":
             if item.is_dir:
                 raise UserError(f"{remote or '/'} is a folder; pull it to a local folder instead")
-            client.pull_path(key, remote, sys.stdout.buffer)
+            client.download(key, remote, sys.stdout.buffer)
             sys.stdout.buffer.flush()
             return 0
         if item.is_dir:
@@ -416,7 +416,7 @@ def _pull_file(
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as out, _progress(size, remote, args) as bar:
-            client.pull_path(key, remote, out, progress=_callback(bar))
+            client.download(key, remote, out, progress=_callback(bar))
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -462,7 +462,7 @@ def run_cat(args: argparse.Namespace) -> int:
     with client_from_args(args) as client:
         key, rest = _take(args, client, 1, 1)
         out: BinaryIO = sys.stdout.buffer
-        client.pull_path(key, rest[0], out)
+        client.download(key, rest[0].strip("/"), out)
         out.flush()
     return 0
 

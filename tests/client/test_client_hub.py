@@ -100,6 +100,18 @@ def test_push_pull_round_trip_multi_mb_with_progress(client: BucketsClient, tmp_
     item = client.list_path(key, "dir/big.bin").item
     assert item.cid == res.cid and item.file_size == size
 
+    # download() takes FS.ReadFile (bigger messages) and must give the same bytes.
+    seen.clear()
+    h = hashlib.sha256()
+
+    class Sink:
+        def write(self, data: bytes) -> int:
+            h.update(data)
+            return len(data)
+
+    assert client.download(key, "dir/big.bin", Sink(), progress=seen.append) == size
+    assert h.hexdigest() == digest and seen[-1] == size
+
 
 def test_push_from_a_pipe(client: BucketsClient) -> None:
     key = client.create("pipe").root.key

@@ -11,7 +11,8 @@ Against a real hub subprocess (``--auth none``, ``tests/hubproc.py``) on 127.0.0
   fresh bucket with fresh bytes (so the hub cannot skip blocks it already has);
 - ``BucketsClient.pull_path`` (PullPath, 32 KiB messages) and ``read_file_stream`` (the
   bucketfs FS.ReadFile extension, 256 KiB messages) into a file;
-- the same push and pull through ``bucketfs bucket push|pull`` subprocesses (start-up included);
+- the same push and pull through ``bucketfs bucket push|pull`` subprocesses (start-up included;
+  the CLI pulls with ``download()``, i.e. FS.ReadFile);
 - ``push_paths`` of 1,000 files of 1 KiB (files/s).
 
 Each figure is the median of ``--repeat`` runs (default 3). Prints a table and the figures as
@@ -121,8 +122,7 @@ def main() -> int:
 
                 def read_file(_: object) -> None:
                     with open(tmpdir / "pulled.bin", "wb") as out:
-                        for reply in c.read_file_stream(key, "f.bin"):
-                            out.write(reply.data)
+                        c.download(key, "f.bin", out)
 
                 results["readfile_MBps"] = median_rate(n, lambda i: None, read_file, mb)
 

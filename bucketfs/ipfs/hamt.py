@@ -131,6 +131,8 @@ def lookup(store: _Store, node: PBNode, name: bytes, depth: int = 0) -> PBLink |
     """The entry link for ``name`` (with its real name), or None."""
     h = hash_name(name)
     while True:
+        if depth >= _MAX_DEPTH:
+            raise HAMTError("HAMT deeper than its 64-bit hash allows (malformed shard tree)")
         prefix = _prefix(h[depth])
         for link in node.links:
             lname = link.name or b""

@@ -148,3 +148,23 @@ def test_reader_never_returns_wrong_bytes_after_corruption(data: bytes, at: int)
     except BlockCorrupt as exc:
         assert exc.cid == victim
     assert bytes(out) == data[: len(out)]
+
+
+@pytest.mark.parametrize("size", [0, 10, 1000])
+def test_mode_and_mtime_force_a_dagpb_root(size: int) -> None:
+    from bucketfs.ipfs.cid import DAG_PB
+    from bucketfs.ipfs.dirs import stat
+    from bucketfs.ipfs.unixfs import UnixTime
+
+    store = MemoryBlockstore()
+    data = bytes(range(256)) * 4
+    data = data[:size]
+    plain = import_bytes(data, store, chunk_size=256)
+    res = import_bytes(
+        data, store, chunk_size=256, mode=0o644, mtime=UnixTime.from_ns(1_700_000_000_123)
+    )
+    assert res.cid.codec == DAG_PB and res.cid != plain.cid
+    info = stat(store, res.cid)
+    assert (info.kind, info.size, info.mode) == ("file", size, 0o644)
+    assert info.mtime is not None and info.mtime.to_ns() == 1_700_000_000_123
+    assert FileReader(store, res.cid).read(0, size) == data

@@ -118,6 +118,12 @@ def test_one_line_errors(cli: CLI, tmp_path: Path) -> None:
     assert "no such file" in cli.err("bucket", "push", "e", str(tmp_path / "nope"))
     assert "not a thread ID" in cli.err("bucket", "ls", "--thread", "garbage")
     assert "BUCKET" in cli.err("bucket", "cat", code=2)
+    # Bad paths are refused by the hub with its own message, and change nothing.
+    root = cli.out("bucket", "root", "e")
+    assert ".." in cli.err("bucket", "push", "e", "-", "a/../../x", input=b"x")
+    assert ".textileseed" in cli.err("bucket", "push", "e", "-", "d/.textileseed", input=b"x")
+    assert "4096" in cli.err("bucket", "push", "e", "-", "p" * 5000, input=b"x")
+    assert cli.out("bucket", "root", "e") == root
 
 
 def test_unreachable_hub_is_one_line(tmp_path: Path) -> None:

@@ -40,6 +40,7 @@ from bucketfs.client.errors import (
     ClientError,
     HubError,
     HubUnavailable,
+    Unauthenticated,
     Unimplemented,
     from_rpc_error,
 )
@@ -190,11 +191,23 @@ class BucketsClient:
     _md = metadata
 
     def _unary(self, method: Any, request: Any, name: str, retry: bool = True) -> Any:
-        return with_retries(
-            lambda: method(request, timeout=self.timeout, metadata=self._md()),
-            self.retry if retry else NO_RETRY,
-            name,
-        )
+        def call() -> Any:
+            return with_retries(
+                lambda: method(request, timeout=self.timeout, metadata=self._md()),
+                self.retry if retry else NO_RETRY,
+                name,
+            )
+
+        try:
+            return call()
+        except Unauthenticated:
+            # A token from an identity can go stale (the hub got a new host key); fetch a
+            # fresh one once. The request was refused, so repeating it applies nothing twice.
+            if self.auth.identity is None or not self.auth.token:
+                raise
+            log.info("thread token refused; fetching a new one", extra={"fields": {"rpc": name}})
+            self.auth.set_token("")
+            return call()
 
     # -- buckets service: unary --------------------------------------------------------------
 

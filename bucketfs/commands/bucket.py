@@ -335,6 +335,11 @@ def run_push(args: argparse.Namespace) -> int:
 def _walk_files(top: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
     """(bucket-relative path, local path, stat) for regular files under ``top``, sorted."""
     for dirpath, dirnames, filenames in os.walk(top, onerror=_walk_error):
+        for name in [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
+            # Following directory links could loop or leave the tree; say so rather than skip
+            # silently. (Links to files are pushed as the file they point to.)
+            log.warning("skipping %s: a symlink to a directory", Path(dirpath) / name)
+            dirnames.remove(name)
         dirnames.sort()
         for name in sorted(filenames):
             full = Path(dirpath) / name

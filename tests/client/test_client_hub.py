@@ -247,3 +247,20 @@ def test_watch_root_sees_changes(client: BucketsClient) -> None:
         assert first.path == client.root(key).path
         new = client.push_path(key, "x", io.BytesIO(b"x")).root.path
         assert next(it).path == new
+
+
+def test_stale_token_is_replaced_once(hub: str, tmp_path) -> None:
+    """A token the hub no longer accepts is fetched anew with the identity, transparently."""
+    from bucketfs.client.auth import AuthContext
+    from bucketfs.keys import Identity, issue_token
+
+    me = Identity.generate()
+    with BucketsClient(hub, AuthContext(identity=me)) as c:
+        c = c.with_thread(c.threads.new_db())
+        owner = c.create("mine").root.owner
+        assert owner == me.public_key_string()  # the token was fetched and used
+        # A token signed by some other host: the hub refuses it, the client gets a new one.
+        foreign = issue_token(Identity.generate(), me.public_key_string())
+        c.auth.set_token(foreign)
+        assert [r.owner for r in c.list()] == [owner]
+        assert c.auth.token and c.auth.token != foreign

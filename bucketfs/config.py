@@ -385,22 +385,23 @@ def _check_api(api: str, source: str) -> None:
 
 
 def _apply_file(cfg: Config, raw: Mapping[str, Any], path: Path) -> None:
+    """Apply the file's values. Unknown keys are warned about, not fatal: a config written by
+    a newer bucketfs must not stop an older one; a bad value of a known key is fatal."""
     source = f"config file {path}"
     for key, value in raw.items():
-        if isinstance(value, dict):
-            if key not in ("tls", "mount"):
-                raise UserError(f"unknown table [{key}] in {source}")
+        if isinstance(value, dict) and key in ("tls", "mount"):
             for sub, subvalue in value.items():
                 dotted = f"{key}.{sub}"
                 if dotted not in ENV_VARS:
-                    raise UserError(f"unknown key {dotted} in {source}")
+                    log.warning("ignoring unknown key %s in %s", dotted, source)
+                    continue
                 _set(cfg, dotted, subvalue, source)
                 cfg.origin[dotted] = "file"
-        elif key in ENV_VARS:
+        elif key in ENV_VARS and not isinstance(value, dict):
             _set(cfg, key, value, source)
             cfg.origin[key] = "file"
         else:
-            raise UserError(f"unknown key {key!r} in {source}")
+            log.warning("ignoring unknown key %s in %s", key, source)
 
 
 @contextlib.contextmanager

@@ -11,6 +11,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bucketfs import config
 from bucketfs.errors import UserError
@@ -67,9 +69,9 @@ def test_bucketfs_config_env_points_elsewhere(tmp_path: Path) -> None:
     [
         ("api = [", "not valid TOML"),
         ('api = "nohostport"\n', "HOST:PORT"),
-        ("[mount]\ncache_size = \"lots\"\n", "mount.cache_size"),
+        ('[mount]\ncache_size = "lots"\n', "mount.cache_size"),
         ("[mount]\npoll = -1\n", "mount.poll"),
-        ("insecure = \"maybe\"\n", "insecure"),
+        ('insecure = "maybe"\n', "insecure"),
     ],
 )
 def test_bad_file_is_one_clear_error(tmp_path: Path, text: str, needle: str) -> None:
@@ -195,3 +197,42 @@ def test_loose_secret_refused_through_cli(tmp_path: Path) -> None:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert f"chmod 600 {secret}" in lines[0]
+
+
+_FIELDS = {"api": "BUCK_API", "thread": "BUCK_THREAD", "key": "BUCK_KEY"}
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    layers=st.dictionaries(
+        st.sampled_from(sorted(_FIELDS)),
+        st.tuples(st.booleans(), st.booleans(), st.booleans()),  # in file, in env, as flag
+    )
+)
+def test_precedence_property(tmp_path: Path, layers: dict[str, tuple[bool, bool, bool]]) -> None:
+    """For any mix of sources, each field takes the value of its highest-precedence source."""
+
+    def value(field: str, source: str) -> str:
+        rank = {"file": 1, "env": 2, "flag": 3}[source]
+        return f"10.0.0.{rank}:300{rank}" if field == "api" else f"{field}-{source}"
+
+    file_lines, env, flags = [], {}, {}
+    for field, (in_file, in_env, as_flag) in layers.items():
+        if in_file:
+            file_lines.append(f'{field} = "{value(field, "file")}"')
+        if in_env:
+            env[_FIELDS[field]] = value(field, "env")
+        if as_flag:
+            flags[field] = value(field, "flag")
+    path = write(tmp_path / "p.toml", "\n".join(file_lines) + "\n")
+    cfg = config.load(path, env=env, overrides=flags)
+    defaults = config.Config(path=path)
+    for field in _FIELDS:
+        in_file, in_env, as_flag = layers.get(field, (False, False, False))
+        expected = (
+            value(field, "flag") if as_flag else value(field, "env") if in_env
+            else value(field, "file") if in_file else getattr(defaults, field)
+        )  # fmt: skip
+        assert getattr(cfg, field) == expected

@@ -108,21 +108,26 @@ class Config:
     path: Path = field(default_factory=lambda: config_path())
     origin: dict[str, str] = field(default_factory=dict)
 
-    def resolve(self, value: str) -> Path | None:
-        """Resolve a file option: ``~`` expanded, relative paths taken beside the config file."""
+    def resolve(self, value: str, field: str = "") -> Path | None:
+        """Resolve a file option: ``~`` expanded; a relative path is taken beside the config
+        file when it came from the file, else (flag, environment) from the working directory."""
         if not value:
             return None
         p = Path(value).expanduser()
-        return p if p.is_absolute() else self.path.parent / p
+        if p.is_absolute():
+            return p
+        if self.origin.get(field) in ("env", "flag"):
+            return Path.cwd() / p
+        return self.path.parent / p
 
     def api_secret(self) -> str | None:
         """The API secret from ``api_secret_file`` (checked to be 0600), or None if unset."""
-        p = self.resolve(self.api_secret_file)
+        p = self.resolve(self.api_secret_file, "api_secret_file")
         return read_secret_file(p, "API secret").strip() if p else None
 
     def identity_path(self) -> Path | None:
         """The identity key file; its mode is checked by :func:`check_secret_file`."""
-        p = self.resolve(self.identity_file)
+        p = self.resolve(self.identity_file, "identity_file")
         if p is not None:
             check_secret_file(p, "identity key")
         return p

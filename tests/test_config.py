@@ -236,3 +236,19 @@ def test_precedence_property(tmp_path: Path, layers: dict[str, tuple[bool, bool,
             else value(field, "file") if in_file else getattr(defaults, field)
         )  # fmt: skip
         assert getattr(cfg, field) == expected
+
+
+def test_relative_secret_paths(tmp_path: Path, monkeypatch) -> None:
+    """From the file: beside the config file; from a flag or the environment: from the cwd."""
+    conf_dir, cwd = tmp_path / "conf", tmp_path / "cwd"
+    conf_dir.mkdir()
+    cwd.mkdir()
+    for d in (conf_dir, cwd):
+        (d / "s").write_text(f"secret-in-{d.name}")
+        os.chmod(d / "s", 0o600)
+    path = write(conf_dir / "c.toml", 'api_secret_file = "s"\n')
+    monkeypatch.chdir(cwd)
+    assert config.load(path, env={}).api_secret() == "secret-in-conf"
+    assert config.load(path, env={"BUCKETFS_API_SECRET_FILE": "s"}).api_secret() == "secret-in-cwd"
+    cfg = config.load(path, env={}, overrides={"api_secret_file": "s"})
+    assert cfg.api_secret() == "secret-in-cwd"

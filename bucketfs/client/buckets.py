@@ -141,9 +141,9 @@ class BucketsClient:
         credentials = None
         if cfg.tls.enabled or cfg.tls.ca or cfg.tls.cert:
             credentials = grpc.ssl_channel_credentials(
-                root_certificates=_read_opt(cfg.resolve(cfg.tls.ca)),
-                private_key=_read_opt(cfg.resolve(cfg.tls.key)),
-                certificate_chain=_read_opt(cfg.resolve(cfg.tls.cert)),
+                root_certificates=_read_opt(cfg.resolve(cfg.tls.ca, "tls.ca")),
+                private_key=_read_opt(cfg.resolve(cfg.tls.key, "tls.key")),
+                certificate_chain=_read_opt(cfg.resolve(cfg.tls.cert, "tls.cert")),
             )
         has_secrets = bool(secret or identity)
         if has_secrets and credentials is None and not cfg.insecure and not is_loopback(cfg.api):
@@ -389,9 +389,12 @@ class BucketsClient:
         """
         chunk_size = _check_chunk(chunk_size)
         items = list(files)
+        paths = [p for p, _ in items]
+        if len(set(paths)) != len(paths):
+            # The hub accepts each path once per stream; fail before sending anything.
+            raise ValueError("push_paths: the same path is listed twice")
         starts = [_tell(src) if _is_fileobj(src) else 0 for _, src in items]
         restartable = all(s is not None for s in starts)
-        paths = [p for p, _ in items]
         header_paths = paths if sum(len(p) + 3 for p in paths) < HEADER_PATHS_BUDGET else []
         header = pb.PushPathsRequest.Header(key=key, root=root or "", paths=header_paths)
         attrs = attrs or {}

@@ -35,6 +35,8 @@ from bucketfs.hub.errors import (
     INVALID_REQUEST,
     NODE_IS_DIR,
     HubError,
+    check_active,
+    check_size,
     grpc_errors,
     invalid,
     unknown,
@@ -81,6 +83,29 @@ def resolve(store: HubStore, root: CID, rel: str) -> tuple[CID, int | None]:
     except dirs.PathError as exc:
         raise unknown(f"could not resolve path: {rel}: {exc}") from None
     return entry.cid, entry.tsize
+
+
+def rechunk(pieces: Iterator[bytes], size: int) -> Iterator[bytes]:
+    """Cut a stream of byte pieces (file leaves) into messages of exactly ``size`` bytes
+    (the last one shorter), slicing through a memoryview instead of shifting a buffer."""
+    carry = b""
+    for piece in pieces:
+        start = 0
+        if carry:
+            start = size - len(carry)
+            carry += piece[:start]
+            if len(carry) < size:
+                continue
+            yield carry
+            carry = b""
+        view = memoryview(piece)
+        end = len(view)
+        while end - start >= size:
+            yield bytes(view[start : start + size])
+            start += size
+        carry = bytes(view[start:])
+    if carry:
+        yield carry
 
 
 def parse_cid(text: str, what: str) -> CID:
@@ -249,14 +274,7 @@ class BucketsService(pb_grpc.APIServiceServicer):
         if facts.kind == "symlink":
             raise unknown("node is a symlink")
         reader = FileReader(self.store.blocks, cid)
-        pending = bytearray()
-        for piece in reader.iter_range(0, reader.size):
-            pending += piece
-            while len(pending) >= PULL_CHUNK:
-                yield bytes(pending[:PULL_CHUNK])
-                del pending[:PULL_CHUNK]
-        if pending:
-            yield bytes(pending)
+        yield from rechunk(reader.iter_range(0, reader.size), PULL_CHUNK)
 
     @grpc_errors
     def PullPath(
@@ -515,6 +533,7 @@ class BucketsService(pb_grpc.APIServiceServicer):
                 for req in request_iterator:
                     if req.WhichOneof("payload") != "chunk":
                         raise unknown(INVALID_REQUEST)
+                    check_size(len(req.chunk))
                     importer.feed(req.chunk)
                     received += len(req.chunk)
                     if received - reported >= PROGRESS_STEP:
@@ -533,6 +552,7 @@ class BucketsService(pb_grpc.APIServiceServicer):
             ts = now_ns()
             ch = Changes()
             _file_changes(ch, rel, ts, mode, mtime)
+            check_active(context)
             new = self.store.commit(bucket, root, ch, ts)
             meta = None if header.light_root else self._meta_for_read(new, caller)
         yield pb.PushPathResponse(
@@ -696,6 +716,7 @@ class _PushPathsRun:
                     "close each file with an empty chunk"
                 )
             root, new_size = self.editor.flush()
+            check_active(self.context)
             self.store.commit(self.bucket, root, self.changes)
             committed = True
             if held is not None:
@@ -724,6 +745,7 @@ class _PushPathsRun:
                 except HubError as exc:
                     raise unknown(f"enqueueing file: verifying bucket update: {exc}") from None
             self.checked.add(rel)
+        check_size(len(chunk.data))
         mode = chunk.mode if chunk.HasField("mode") else None
         mtime = chunk.mtime if chunk.HasField("mtime") else None
         closed = self.slots.write(rel, chunk.data, mode, mtime)

@@ -55,6 +55,31 @@ def not_found(message: str) -> HubError:
     return HubError(grpc.StatusCode.NOT_FOUND, message)
 
 
+MAX_MESSAGE = 4 * 1024 * 1024  # spec 1.3: the request size Textile's servers accepted
+
+
+def check_size(n: int) -> None:
+    """RESOURCE_EXHAUSTED for a request payload over :data:`MAX_MESSAGE` bytes."""
+    if n > MAX_MESSAGE:
+        raise HubError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"message of {n} bytes is larger than the limit of {MAX_MESSAGE} bytes",
+        )
+
+
+def check_active(context: grpc.ServicerContext) -> None:
+    """Refuse to commit for a call whose request stream broke off (see ``streamguard``).
+
+    gRPC ends a servicer's request iterator the same way for a half-close and for a failed
+    receive; checking before the commit keeps a broken stream from being saved as complete.
+    """
+    from bucketfs.hub.streamguard import stream_broken
+
+    if stream_broken(context):
+        log.info("request stream broke off; nothing committed")
+        raise HubError(grpc.StatusCode.CANCELLED, "the request stream broke off; nothing saved")
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 

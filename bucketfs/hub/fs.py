@@ -25,7 +25,15 @@ import grpc
 
 from bucketfs.hub import access
 from bucketfs.hub.buckets import parse_cid, require_dag, resolve
-from bucketfs.hub.errors import NODE_IS_DIR, HubError, grpc_errors, invalid, not_found, unknown
+from bucketfs.hub.errors import (
+    NODE_IS_DIR,
+    HubError,
+    check_size,
+    grpc_errors,
+    invalid,
+    not_found,
+    unknown,
+)
 from bucketfs.hub.listing import inspect, path_item, root_pb
 from bucketfs.hub.paths import (
     MAX_PATH_BYTES,
@@ -205,6 +213,7 @@ class FSService(fs_pb2_grpc.FSServicer):
         # New blocks are unreferenced until a Link; the GC grace period keeps them meanwhile.
         with self.store.mutation_gate():
             for block in request_iterator:
+                check_size(len(block.data))
                 try:
                     cid = CID.decode(block.cid)
                 except (InvalidCID, ValueError) as exc:
@@ -214,7 +223,7 @@ class FSService(fs_pb2_grpc.FSServicer):
                 self.store.blocks.put(cid, block.data, trusted=True)
                 count += 1
                 total += len(block.data)
-            self.store.blocks.sync()
+            self.store.durable()
         return fs_pb2.PutBlocksReply(blocks=count, bytes=total)
 
     @grpc_errors

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from bucketfs.hub.errors import unknown
 from bucketfs.ipfs.blockstore import Blockstore
-from bucketfs.ipfs.importer import Imported, import_bytes, import_file
+from bucketfs.ipfs.cid import CID
+from bucketfs.ipfs.importer import CHUNK_SIZE, Imported, import_bytes, import_file
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,20 @@ class StreamingImport:
         self._thread.join(timeout=30)
 
 
+def import_small(data: bytes, store: Blockstore) -> Imported:
+    """Import an in-memory file without the importer's worker threads.
+
+    Up to one chunk, ``ipfs add --cid-version=1`` gives a single raw block (spec 9), so that
+    block is stored directly: starting the write-behind pool for each of 10,000 small files
+    cost more than hashing and writing them.
+    """
+    if len(data) <= CHUNK_SIZE:
+        cid = CID.of_raw(data)
+        store.put(cid, data, trusted=True)
+        return Imported(cid, len(data), len(data))
+    return import_bytes(data, store, write_behind=False)
+
+
 class _OpenFile:
     __slots__ = ("buf", "stream", "spill", "size", "mode", "mtime")
 
@@ -211,7 +226,7 @@ class FileSlots:
         if f.buf is not None:
             self._buffered -= len(f.buf)
             data, f.buf = bytes(f.buf), None
-            return import_bytes(data, self.store)
+            return import_small(data, self.store)
         if f.stream is not None:
             self._streams -= 1
             return f.stream.finish()

@@ -30,7 +30,12 @@ from bucketfs.pb import bucketsd_pb2_grpc, fs_pb2_grpc
 log = logging.getLogger(__name__)
 
 DEFAULT_LISTEN = "127.0.0.1:3006"
-MAX_MESSAGE = 4 * 1024 * 1024  # Go gRPC's default, which Textile's daemons used (spec 1.3)
+# Go gRPC's default request limit, which Textile's daemons used (spec 1.3), is enforced by the
+# services themselves (bucketfs.hub.errors.check_size), so an oversized message fails with a
+# clear error *before* anything is committed. The transport limit is set higher: when gRPC
+# itself rejects a message, the servicer's request iterator just ends as if the client had
+# half-closed, and a push could then be taken for complete.
+TRANSPORT_MAX_MESSAGE = 64 * 1024 * 1024
 SERVICE_NAMES = (
     "api.bucketsd.pb.APIService",
     "bucketfs.pb.FS",
@@ -92,6 +97,9 @@ class Hub:
             self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise UserError(f"cannot create data dir {self.data_dir}: {exc}") from exc
+        from bucketfs.hub import streamguard
+
+        streamguard.install()
         store = self.store = HubStore(
             self.data_dir, gc_interval=cfg.gc_interval, gc_grace=cfg.gc_grace
         )
@@ -100,7 +108,7 @@ class Hub:
             futures.ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix="hub"),
             interceptors=interceptors,
             options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE),
+                ("grpc.max_receive_message_length", TRANSPORT_MAX_MESSAGE),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
                 ("grpc.keepalive_time_ms", 20_000),
                 ("grpc.keepalive_timeout_ms", 10_000),

@@ -1,12 +1,20 @@
 """Bucket storage: SQLite rows for buckets and path metadata, blocks in the blockstore.
 
 Crash safety (spec of issue 4: "a crash at any instant leaves each bucket at its old root or
-its new root"): a mutation writes all its new blocks first (each block file is fsynced before
-it is renamed into place), then :meth:`HubStore.commit` fsyncs the block directories and
-updates the bucket row and its metadata in one SQLite transaction (``synchronous=FULL``). The
-row is the only pointer to the root, so until that transaction commits the bucket is at its old
-root, and after it at the new one; blocks written by an unfinished mutation are unreferenced
-and the garbage collector removes them later.
+its new root"): a mutation writes all its new blocks first (each atomically: temp file, then
+rename), then :meth:`HubStore.commit` makes them durable with one ``syncfs(2)`` of the data
+filesystem and updates the bucket row and its metadata in one SQLite transaction
+(``synchronous=FULL``). The row is the only pointer to the root, so until that transaction
+commits the bucket is at its old root, and after it at the new one; blocks written by an
+unfinished mutation are unreferenced and the garbage collector removes them later.
+
+Why one syncfs instead of an fsync per block: pushing 1,000 small files cost 3 ms per file with
+per-block fsyncs (one journal commit each) and a fraction of that with one syncfs per commit.
+The price is that after a power loss (not a process crash: the page cache survives ``kill -9``)
+a block written after the last sync may be torn, and a later push of the same content would
+find the file present and reuse it. So each sync records its start time in ``synced-at``, the
+file ``running`` marks a hub that has not stopped cleanly, and a start after an unclean stop
+verifies every block written since the last sync and deletes the torn ones (:meth:`recover`).
 
 Concurrency: reads never lock (SQLite WAL snapshots; blocks are immutable). Mutations of one
 bucket hold that bucket's lock for the whole call (spec 5.5), and every mutation also holds
@@ -16,8 +24,10 @@ the shared side of the GC gate, so a sweep never runs while a DAG is half built.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import logging
+import os
 import queue
 import threading
 import time
@@ -32,7 +42,7 @@ from bucketfs.hub.db import Database, prefix_upper_bound
 from bucketfs.hub.errors import NON_FAST_FORWARD, HubError, not_found, unknown
 from bucketfs.hub.paths import parent_of
 from bucketfs.hub.tree import TreeEditor
-from bucketfs.ipfs.blockstore import FSBlockstore
+from bucketfs.ipfs.blockstore import BlockCorrupt, FSBlockstore
 from bucketfs.ipfs.cid import CID
 
 log = logging.getLogger(__name__)
@@ -192,7 +202,10 @@ class HubStore:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(self.data_dir / "hub.db")
-        self.blocks = FSBlockstore(self.data_dir / "blockstore", fsync=fsync)
+        self.blocks = FSBlockstore(self.data_dir / "blockstore", fsync=False)
+        self.fsync = fsync
+        self._synced_marker = self.data_dir / "synced-at"
+        self._running_marker = self.data_dir / "running"
         self.gc_interval = gc_interval
         self.gc_grace = gc_grace
         #: Set by the server when the threads module is present: thread id -> exists.
@@ -207,8 +220,58 @@ class HubStore:
 
     # -- life cycle ---------------------------------------------------------------------------
 
+    def durable(self) -> None:
+        """Make every block written so far durable (call before committing a root to them)."""
+        if not self.fsync:
+            return
+        started = time.time()
+        _syncfs(self.blocks.blocks_dir)
+        try:
+            self._synced_marker.touch()
+            os.utime(self._synced_marker, (started, started))
+        except OSError as exc:  # only makes a later recovery check more blocks
+            log.warning("cannot update %s: %s", self._synced_marker, exc)
+
+    def recover(self) -> int:
+        """After an unclean stop: delete torn blocks written since the last sync.
+
+        Returns how many blocks were deleted. Blocks written (or re-put) after the last sync
+        started are read and verified against their CID; nothing else is touched.
+        """
+        try:
+            cutoff = self._synced_marker.stat().st_mtime - 2.0  # coarse timestamp granularity
+        except FileNotFoundError:
+            cutoff = 0.0  # never synced: check everything
+        removed = checked = 0
+        self.blocks.clean_temp(older_than=0.0)
+        for shard in os.scandir(self.blocks.blocks_dir):
+            if not shard.is_dir():
+                continue
+            for entry in os.scandir(shard.path):
+                try:
+                    if entry.stat().st_mtime < cutoff:
+                        continue
+                    cid = CID.decode(entry.name)
+                except (OSError, ValueError):
+                    continue
+                checked += 1
+                try:
+                    self.blocks.get(cid)
+                except BlockCorrupt:
+                    log.warning("recovery: deleting torn block %s", cid)
+                    self.blocks.delete(cid)
+                    removed += 1
+        log.info("recovery after an unclean stop: %d blocks checked, %d removed", checked, removed)
+        return removed
+
     def start_gc(self) -> None:
-        """Sweep now (at start-up nothing is in flight) and then every ``gc_interval``."""
+        """Recover if needed, sweep now (nothing is in flight yet), then every ``gc_interval``."""
+        if self._running_marker.exists():
+            try:
+                self.recover()
+            except Exception:
+                log.exception("recovery scan failed; continuing")
+        self._running_marker.touch()
         try:
             removed = self.blocks.clean_temp()
             if removed:
@@ -235,8 +298,12 @@ class HubStore:
         with self._watch_lock:
             for subs in self._watchers.values():
                 for q in subs:
-                    q.put_nowait(RootEvent("", "", 0, removed=True))
+                    try:
+                        q.put_nowait(RootEvent("", "", 0, removed=True))
+                    except queue.Full:
+                        pass  # that watcher polls `stopping` anyway
         self.db.close()
+        self._running_marker.unlink(missing_ok=True)
 
     @property
     def stopping(self) -> bool:
@@ -393,9 +460,8 @@ class HubStore:
         """
         ts = updated_at if updated_at is not None else now_ns()
         root = str(new_root) if new_root is not None else bucket.root
-        # Block files are fsynced on put; their directory entries are made durable here,
-        # before the row that references them.
-        self.blocks.sync()
+        # Blocks become durable before the row that references them.
+        self.durable()
         with self.db.write() as conn:
             conn.execute(
                 "UPDATE buckets SET root = ?, updated_at = ? WHERE key = ?",
@@ -485,7 +551,7 @@ class HubStore:
     ) -> Bucket:
         """Insert a new bucket row with its metadata (blocks already put)."""
         ts = now_ns()
-        self.blocks.sync()
+        self.durable()
         with self.db.write() as conn:
             conn.execute(
                 f"INSERT INTO buckets({self._COLS}) VALUES (?,?,?,?,?,?,?,?,?)",
@@ -551,6 +617,31 @@ class HubStore:
                     q.put_nowait(event)
                 except queue.Full:
                     log.warning("watcher of %s is not keeping up; event dropped", event.key)
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_SYNCFS = _load_syncfs()
+
+
+def _syncfs(path: Path) -> None:
+    """syncfs(2) on the filesystem holding ``path`` (sync(2) where syncfs is missing)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _SYNCFS is not None and _SYNCFS(fd) == 0:
+            return
+        os.sync()
+    finally:
+        os.close(fd)
 
 
 def data_dir_default() -> Path:

@@ -134,12 +134,19 @@ def test_stream_protocol_errors(bucket: tuple[Api, str, str]) -> None:
     assert list(api.buckets.PushPath(iter(()), metadata=api.md, timeout=30)) == []
 
 
-def test_oversized_message(bucket: tuple[Api, str, str]) -> None:
+@pytest.mark.parametrize("mib", [5, 70])
+def test_oversized_message(bucket: tuple[Api, str, str], mib: int) -> None:
+    # 5 MiB is over the 4 MiB request limit the services enforce; 70 MiB is also over the
+    # transport's limit, where gRPC itself fails the call.
     api, key, _ = bucket
-    _fails(
-        lambda: api.push(key, "big", b"x" * (5 * 1024 * 1024), chunk=5 * 1024 * 1024),
-        Code.RESOURCE_EXHAUSTED,
-    )
+    size = mib * 1024 * 1024
+    for _ in range(3):
+        _fails(lambda: api.push(key, "big", b"x" * size, chunk=size), Code.RESOURCE_EXHAUSTED)
+        _fails(
+            lambda: api.push_paths(key, [("big", b"x" * size), ("big", b"")]),
+            Code.RESOURCE_EXHAUSTED,
+        )
+    assert "big" not in api.names(key)
 
 
 def test_push_cancelled_mid_stream(bucket: tuple[Api, str, str]) -> None:

@@ -1,0 +1,211 @@
+"""Hub throughput over loopback, compared with local disk in the same run.
+
+    .venv/bin/python bench/bench_hub.py                 # 1 GiB file, 1,000 and 10,000 files
+    .venv/bin/python bench/bench_hub.py --size 256M     # quicker
+
+Measures, against a real hub subprocess (``--auth none``) on 127.0.0.1:
+
+- push: one PushPath of the file in 1 MiB chunks (the hub chunks, hashes and fsyncs every
+  block, then commits), vs ``cp`` of the same file to the same disk followed by ``sync``;
+- pull: PullPath (32 KiB messages, Textile's size) and FS.ReadFile (256 KiB messages) into a
+  file on disk, vs ``cp`` of the file;
+- many small files: one PushPaths of 1,000 and then of 10,000 files of 1 KiB each, into
+  fresh buckets (target: the second under 12x the first, i.e. linear).
+
+Prints a table and the figures as JSON on the last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bucketfs import keys  # noqa: E402
+from bucketfs.pb import bucketsd_pb2 as pb  # noqa: E402
+from bucketfs.pb import bucketsd_pb2_grpc, fs_pb2, fs_pb2_grpc, threads_pb2, threads_pb2_grpc  # noqa: E402, I001
+
+MiB = 1024 * 1024
+
+
+def parse_size(text: str) -> int:
+    units = {"k": 1024, "m": MiB, "g": 1024 * MiB}
+    t = text.strip().lower().rstrip("b").rstrip("i")
+    if t and t[-1] in units:
+        return int(float(t[:-1]) * units[t[-1]])
+    return int(t)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_file(path: Path, size: int) -> None:
+    block = os.urandom(MiB)
+    with open(path, "wb") as f:
+        left = size
+        i = 0
+        while left > 0:
+            # Vary each MiB so blocks do not deduplicate (a real file does not repeat).
+            piece = (i.to_bytes(8, "little") + block[8:])[: min(MiB, left)]
+            f.write(piece)
+            left -= len(piece)
+            i += 1
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def start_hub(data_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    address = f"127.0.0.1:{free_port()}"
+    env = dict(os.environ, BUCKETFS_CONFIG=str(data_dir.parent / "config.toml"))
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bucketfs.hub.server", "--listen", address,
+             "--data-dir", str(data_dir), "--auth", "none", "--gc-interval", "0"],
+            stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env,
+        )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with grpc.insecure_channel(address) as ch:
+                grpc.channel_ready_future(ch).result(timeout=1)
+            return proc, address
+        except grpc.FutureTimeoutError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"hub did not start: {log.read_text()}") from None
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--size", default="1G", help="size of the big file (default 1G)")
+    p.add_argument("--files", default="1000,10000", help="small-file counts (default 1000,10000)")
+    p.add_argument("--dir", default=None, help="work directory (default: a temp dir)")
+    args = p.parse_args()
+    size = parse_size(args.size)
+    counts = [int(n) for n in args.files.split(",") if n]
+    work = Path(tempfile.mkdtemp(prefix="bench-hub-", dir=args.dir))
+    results: dict[str, float] = {"size_bytes": size}
+    proc = None
+    try:
+        src = work / "big.bin"
+        make_file(src, size)
+        # Local disk baselines on the same filesystem as the hub's data dir.
+        dest = work / "copy.bin"
+        t_cp = timed(lambda: (shutil.copyfile(src, dest), os.sync()))
+        results["cp_MBps"] = size / t_cp / 1e6
+        dest.unlink()
+
+        proc, address = start_hub(work / "hubdata", work / "hub.log")
+        channel = grpc.insecure_channel(
+            address, options=[("grpc.max_receive_message_length", 64 * MiB)]
+        )
+        raw = keys.new_thread_id()
+        threads_pb2_grpc.APIStub(channel).NewDB(threads_pb2.NewDBRequest(dbID=raw))
+        md = [("x-textile-thread", keys.thread_id_to_string(raw))]
+        stub = bucketsd_pb2_grpc.APIServiceStub(channel)
+        key = stub.Create(pb.CreateRequest(name="bench"), metadata=md).root.key
+
+        def push() -> None:
+            def reqs() -> Iterator[pb.PushPathRequest]:
+                yield pb.PushPathRequest(header=pb.PushPathRequest.Header(key=key, path="big.bin"))
+                with open(src, "rb") as f:
+                    while chunk := f.read(MiB):
+                        yield pb.PushPathRequest(chunk=chunk)
+
+            for _ in stub.PushPath(reqs(), metadata=md):
+                pass
+
+        t_push = timed(push)
+        results["push_MBps"] = size / t_push / 1e6
+
+        def pull() -> None:
+            with open(work / "pulled.bin", "wb") as out:
+                for r in stub.PullPath(pb.PullPathRequest(key=key, path="big.bin"), metadata=md):
+                    out.write(r.chunk)
+
+        t_pull = timed(pull)
+        results["pull_MBps"] = size / t_pull / 1e6
+        if os.path.getsize(work / "pulled.bin") != size:
+            raise RuntimeError("pulled file has the wrong size")
+        (work / "pulled.bin").unlink()
+
+        fs = fs_pb2_grpc.FSStub(channel)
+
+        def read_file() -> None:
+            req = fs_pb2.ReadFileRequest(key=key, path="big.bin")
+            with open(work / "read.bin", "wb") as out:
+                for r in fs.ReadFile(req, metadata=md):
+                    out.write(r.data)
+
+        t_read = timed(read_file)
+        results["readfile_MBps"] = size / t_read / 1e6
+        (work / "read.bin").unlink()
+
+        for n in counts:
+            bkey = stub.Create(pb.CreateRequest(name=f"small{n}"), metadata=md).root.key
+            body = os.urandom(1024)
+
+            def push_many(n: int = n, bkey: str = bkey, body: bytes = body) -> None:
+                def reqs() -> Iterator[pb.PushPathsRequest]:
+                    yield pb.PushPathsRequest(header=pb.PushPathsRequest.Header(key=bkey))
+                    for i in range(n):
+                        path = f"dir{i % 10}/file{i:06d}"
+                        data = i.to_bytes(4, "little") + body[4:]
+                        yield pb.PushPathsRequest(
+                            chunk=pb.PushPathsRequest.Chunk(path=path, data=data)
+                        )
+                        yield pb.PushPathsRequest(chunk=pb.PushPathsRequest.Chunk(path=path))
+
+                got = sum(1 for _ in stub.PushPaths(reqs(), metadata=md))
+                if got != n:
+                    raise RuntimeError(f"{got} responses for {n} files")
+
+            results[f"pushpaths_{n}_s"] = timed(push_many)
+        channel.close()
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=60)
+        shutil.rmtree(work, ignore_errors=True)
+
+    results["push_ratio_vs_cp"] = results["push_MBps"] / results["cp_MBps"]
+    results["pull_ratio_vs_cp"] = results["pull_MBps"] / results["cp_MBps"]
+    results["readfile_ratio_vs_cp"] = results["readfile_MBps"] / results["cp_MBps"]
+    print(f"file size              {size / MiB:.0f} MiB")
+    print(f"cp + sync (local disk) {results['cp_MBps']:8.1f} MB/s")
+    for label, name in (("PushPath", "push"), ("PullPath", "pull"), ("FS.ReadFile", "readfile")):
+        rate, ratio = results[f"{name}_MBps"], results[f"{name}_ratio_vs_cp"]
+        print(f"{label:<22} {rate:8.1f} MB/s  ({ratio:.2f}x cp)")
+    for n in counts:
+        print(f"PushPaths {n:>6} files  {results[f'pushpaths_{n}_s']:8.2f} s")
+    if len(counts) >= 2:
+        a, b = counts[0], counts[1]
+        ratio = results[f"pushpaths_{b}_s"] / results[f"pushpaths_{a}_s"]
+        results[f"pushpaths_{b}_over_{a}"] = ratio
+        print(f"ratio {b}/{a}            {ratio:8.2f}x  (linear would be {b / a:.0f}x)")
+    print(json.dumps({k: round(v, 3) for k, v in results.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -53,6 +53,7 @@ class Hub:
     log_path: Path
     extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
+    tls_root: Path | None = None  # CA/cert to trust when the hub serves TLS
 
     @property
     def port(self) -> int:
@@ -86,7 +87,7 @@ class Hub:
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Poll grpc.health.v1 until SERVING; raises with the hub's log if it never is."""
         deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(self.address) as channel:
+        with self.channel() as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while True:
                 assert self.proc is not None
@@ -134,13 +135,20 @@ class Hub:
         self.start()
 
     def channel(self) -> grpc.Channel:
-        """A new insecure channel to the hub (close it, or use it in a ``with``)."""
+        """A new channel to the hub (TLS when ``tls_root`` is set); close it after use."""
+        if self.tls_root is not None:
+            creds = grpc.ssl_channel_credentials(root_certificates=self.tls_root.read_bytes())
+            host = "localhost:" + str(self.port)  # the name in the test certificate
+            return grpc.secure_channel(host, creds)
         return grpc.insecure_channel(self.address)
 
 
 @contextlib.contextmanager
 def running_hub(
-    tmp_path: Path, auth: str = "none", extra_args: list[str] | None = None
+    tmp_path: Path,
+    auth: str = "none",
+    extra_args: list[str] | None = None,
+    tls_root: Path | None = None,
 ) -> Iterator[Hub]:
     """A started hub with data under ``tmp_path``; always killed on exit."""
     base = Path(tmp_path) / f"hub-{free_port()}"
@@ -152,6 +160,7 @@ def running_hub(
         auth=auth,
         log_path=base / "hub.log",
         extra_args=list(extra_args or []),
+        tls_root=tls_root,
     )
     try:
         hub.start()

@@ -231,8 +231,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="base URL put in Links responses",
     )
-    p.add_argument("--gc-interval", type=float, default=600.0, metavar="SECONDS",
-                   help="seconds between garbage collections (0 = only at start-up)")  # fmt: skip
+    p.add_argument(
+        "--gc-interval",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="seconds between garbage collections (0 = only at start-up)",
+    )
+    p.add_argument(
+        "--gc-grace",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="unreferenced blocks younger than this survive a collection (default 3600)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> HubConfig:
@@ -245,6 +257,7 @@ def config_from_args(args: argparse.Namespace) -> HubConfig:
         tls_key=args.tls_key,
         gateway_url=args.gateway_url,
         gc_interval=args.gc_interval,
+        gc_grace=args.gc_grace,
     )
 
 

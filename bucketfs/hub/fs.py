@@ -464,8 +464,12 @@ def _check_mode(mode: int | None) -> None:
 # -- threads.pb.API/Listen ---------------------------------------------------------------------
 
 
-def instance_json(store: HubStore, bucket: Bucket) -> bytes:
-    """The bucket instance as ThreadDB JSON (spec 5.3)."""
+def instance_json(store: HubStore, bucket: Bucket, caller: access.Caller) -> bytes | None:
+    """The bucket instance as ThreadDB JSON (spec 5.3), through the read filter; None when
+    the caller may see nothing of it."""
+    meta = access.visible_metadata(bucket.owner, caller, store.all_metadata(bucket.key))
+    if not meta and not access.is_owner(bucket.owner, caller):
+        return None
 
     def entry(m: Meta) -> dict[str, Any]:
         out: dict[str, Any] = {"roles": m.roles, "updated_at": m.updated_at}
@@ -479,7 +483,7 @@ def instance_json(store: HubStore, bucket: Bucket) -> bytes:
         "name": bucket.name,
         "version": bucket.version,
         "path": bucket.path,
-        "metadata": {p: entry(m) for p, m in store.all_metadata(bucket.key).items()},
+        "metadata": {p: entry(m) for p, m in meta.items()},
         "archives": {"current": {"cid": "", "deals": []}, "history": []},
         "created_at": bucket.created_at,
         "updated_at": bucket.updated_at,
@@ -530,6 +534,7 @@ def listen_adapter(store: HubStore) -> Callable[[Any, grpc.ServicerContext], Ite
             thread = thread_id_string(thread_id_bytes(thread_id_string(bytes(request.dbID))))
         except ValueError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        caller = access.caller_of(context)
         with store.watch_thread(thread) as events:
             while context.is_active() and not store.stopping:
                 try:
@@ -545,9 +550,12 @@ def listen_adapter(store: HubStore) -> Callable[[Any, grpc.ServicerContext], Ite
                 )
                 if ev.action != DELETE:
                     try:
-                        reply.instance = instance_json(store, store.get_bucket(thread, ev.key))
+                        doc = instance_json(store, store.get_bucket(thread, ev.key), caller)
                     except HubError:
                         continue  # deleted since; its DELETE event follows
+                    if doc is None:
+                        continue  # the read filter hides this bucket from the caller
+                    reply.instance = doc
                 yield reply
 
     return listen

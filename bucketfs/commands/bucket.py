@@ -13,7 +13,9 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 
 #: Transfers at least this big get a progress bar (when stderr is a terminal).
 PROGRESS_MIN = 4 * 1024 * 1024
+#: Files pulled at once by a folder pull (buck pulls 10; the hub is local and the CPU small).
+PULL_WORKERS = 4
 
 EPILOGS = {
     "create": """examples:
@@ -416,12 +420,20 @@ def run_pull(args: argparse.Namespace) -> int:
 def _pull_file(
     args: argparse.Namespace, client: BucketsClient, key: str, remote: str, dest: Path, size: int
 ) -> None:
+    """Pull one file with its own progress bar."""
+    with _progress(size, remote, args) as bar:
+        _fetch(client, key, remote, dest, _callback(bar))
+
+
+def _fetch(
+    client: BucketsClient, key: str, remote: str, dest: Path, progress: Callable[[int], None] | None
+) -> None:
     """Pull into a temp file beside ``dest`` and rename, so a failure leaves no partial file."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     try:
-        with os.fdopen(fd, "wb") as out, _progress(size, remote, args) as bar:
-            client.download(key, remote, out, progress=_callback(bar))
+        with os.fdopen(fd, "wb") as out:
+            client.download(key, remote, out, progress=progress)
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -442,8 +454,9 @@ def _apply_attrs(dest: Path, item: Any) -> None:
 def _pull_dir(
     args: argparse.Namespace, client: BucketsClient, key: str, remote: str, dest: Path
 ) -> list[dict[str, Any]]:
-    """Walk the folder with one ListPath per level (as buck does) and pull every file."""
-    pulled: list[dict[str, Any]] = []
+    """Walk the folder with one ListPath per level (as buck does), then pull the files
+    ``PULL_WORKERS`` at a time (the client is thread-safe) under one progress bar."""
+    files: list[tuple[str, Path, Any]] = []
     stack = [(remote, dest)]
     while stack:
         rpath, lpath = stack.pop()
@@ -455,10 +468,32 @@ def _pull_dir(
             if child.is_dir:
                 stack.append((crel, lpath / child.name))
             else:
-                _pull_file(args, client, key, crel, lpath / child.name, _file_size(child))
-                _apply_attrs(lpath / child.name, child)
-                pulled.append({"path": crel, "local": str(lpath / child.name)})
-    return pulled
+                files.append((crel, lpath / child.name, child))
+    total = sum(_file_size(item) for _, _, item in files)
+    lock = threading.Lock()
+    with _progress(total, remote or "/", args) as bar:
+
+        def one(crel: str, local: Path, item: Any) -> None:
+            done = [0]
+
+            def progress(n: int) -> None:  # per-file cumulative bytes → the shared bar
+                with lock:
+                    bar.update(n - done[0])
+                    done[0] = n
+
+            _fetch(client, key, crel, local, progress if bar is not None else None)
+            _apply_attrs(local, item)
+
+        with ThreadPoolExecutor(PULL_WORKERS) as pool:
+            futures = [pool.submit(one, *f) for f in files]
+            try:
+                for fut in as_completed(futures):
+                    fut.result()
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()  # stop at the first failure; running pulls finish or fail
+                raise
+    return [{"path": crel, "local": str(local)} for crel, local, _ in files]
 
 
 @client_command

@@ -186,6 +186,16 @@ def test_progress_bars_only_on_a_terminal(cli: CLI) -> None:
     assert (cli.cwd / "copy.bin").read_bytes() == (cli.cwd / "big.bin").read_bytes()
     # Not a terminal: no bar at all.
     assert cli.run("bucket", "push", "big", "big.bin", "again.bin").stderr == b""
+    # A folder pull shows one bar for all its files (pulled several at a time).
+    folder = cli.cwd / "folder"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"part{i}").write_bytes(os.urandom(2 * 1024 * 1024))
+    cli.run("bucket", "push", "big", "folder", "folder")
+    code, tty_err = _run_with_tty_stderr(cli, "bucket", "pull", "big", "folder", "copy")
+    assert code == 0 and "%|" in tty_err
+    for i in range(3):
+        assert (cli.cwd / "copy" / f"part{i}").read_bytes() == (folder / f"part{i}").read_bytes()
 
 
 def test_push_and_pull_keep_mode_and_mtime(cli: CLI, tmp_path: Path) -> None:

@@ -90,9 +90,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bucket",
         help="create, list and transfer buckets (like Textile's buck)",
-        description="Work with buckets on the hub. BUCKET is a bucket key or name; with --key "
-        "or BUCK_KEY set, leave BUCKET out.",
-        epilog="".join(EPILOGS[n] for n in ("create", "ls", "push", "pull")),
+        description="Work with buckets on the hub. BUCKET is a bucket key or name; with a "
+        "bucket key from --key, BUCK_KEY or `key` in the config file, leave BUCKET out.",
+        epilog="examples:\n"
+        + "".join(EPILOGS[n].removeprefix("examples:\n") for n in ("create", "ls", "push", "pull"))
+        + "  (each action's --help has more)\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bsub = p.add_subparsers(dest="bucket_command", metavar="ACTION", required=True)

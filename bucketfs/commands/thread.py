@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="create and list threads (the databases that hold buckets)",
         description="Threads hold buckets. `bucketfs bucket create` makes a default thread on "
         "first use, so most people never need these commands.",
-        epilog=EPILOG_CREATE + "\n" + EPILOG_LS,
+        epilog=EPILOG_CREATE + EPILOG_LS.removeprefix("examples:\n"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     tsub = p.add_subparsers(dest="thread_command", metavar="ACTION", required=True)

@@ -233,3 +233,37 @@ def test_cat_into_a_closed_pipe_is_quiet(cli: CLI) -> None:
     proc.stdout.close()  # like `| head -c 10`
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0 and err == b""
+
+
+def _peak_rss_kib(cli: CLI, *args: str) -> int:
+    """Run the CLI in a child that reports its own peak RSS (KiB) as the last stderr line."""
+    code = (
+        "import resource, sys\n"
+        "from bucketfs.cli import main\n"
+        "rc = main(sys.argv[1:])\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+        "sys.exit(rc)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, cwd=cli.cwd, env=cli.env,
+        timeout=180,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return int(proc.stderr.decode().strip().splitlines()[-1])
+
+
+def test_memory_stays_bounded_whatever_the_file_size(cli: CLI) -> None:
+    """Pushing and pulling 96 MiB costs about what 4 MiB does: the CLI streams."""
+    cli.run("bucket", "create", "mem")
+    peaks = {}
+    for mib in (4, 96):
+        src = cli.cwd / f"f{mib}"
+        with open(src, "wb") as f:
+            for _ in range(mib):
+                f.write(os.urandom(1024 * 1024))
+        push = _peak_rss_kib(cli, "bucket", "push", "mem", src.name)
+        pull = _peak_rss_kib(cli, "bucket", "pull", "mem", src.name, f"back{mib}")
+        peaks[mib] = max(push, pull)
+        assert (cli.cwd / f"back{mib}").stat().st_size == mib * 1024 * 1024
+    # 92 MiB more data may not cost more than 32 MiB more memory (it costs ~5 here).
+    assert peaks[96] - peaks[4] < 32 * 1024, peaks

@@ -103,3 +103,31 @@ class Api:
 def code_of(exc: grpc.RpcError) -> grpc.StatusCode:
     """The status code of a failed call."""
     return exc.code()  # type: ignore[attr-defined, no-any-return]
+
+
+def get_token(channel: grpc.Channel, identity: keys.Identity) -> str:
+    """Run the GetToken challenge (spec 4.1) for ``identity``; returns the JWT."""
+    import queue
+
+    outbox: queue.Queue = queue.Queue()
+    outbox.put(threads_pb2.GetTokenRequest(key=identity.public_key_string()))
+    call = threads_pb2_grpc.APIStub(channel).GetToken(iter(outbox.get, None), timeout=TIMEOUT)
+    token = ""
+    for reply in call:
+        if reply.WhichOneof("payload") == "challenge":
+            outbox.put(threads_pb2.GetTokenRequest(signature=identity.sign(reply.challenge)))
+            outbox.put(None)
+        else:
+            token = reply.token
+    return token
+
+
+@dataclass
+class TokenApi(Api):
+    """An Api whose calls also carry a thread token."""
+
+    token: str = ""
+
+    @property
+    def md(self) -> list[tuple[str, str]]:
+        return [("x-textile-thread", self.thread), ("authorization", f"bearer {self.token}")]

@@ -198,3 +198,34 @@ def test_ipfs_path_rpcs(api: Api) -> None:
     assert [i.cid for i in item.items] == [HELLO]
     pulled = api.buckets.PullIpfsPath(pb.PullIpfsPathRequest(path=f"/ipfs/{HELLO}"), timeout=30)
     assert b"".join(r.chunk for r in pulled) == b"hello world\n"
+
+
+def test_archive_watch_disabled(api: Api) -> None:
+    key = api.create().root.key
+    stream = api.buckets.ArchiveWatch(pb.ArchiveWatchRequest(key=key), metadata=api.md)
+    with pytest.raises(grpc.RpcError) as err:
+        list(stream)
+    assert err.value.details() == "archiving feature is disabled"
+
+
+def test_create_bootstrap_and_set_root(api: Api) -> None:
+    src = api.create().root.key
+    api.push(src, "a/one", b"1")
+    api.push(src, "two", b"2")
+    src_root = api.root(src).path.removeprefix("/ipfs/")
+    boot = api.call("Create", pb.CreateRequest(name="copy", bootstrap_cid=src_root))
+    key = boot.root.key
+    assert sorted(api.names(key)) == [".textileseed", "a", "two"]
+    assert api.pull(key, "a/one") == b"1"
+    assert api.pull(key, ".textileseed") == boot.seed  # a new seed replaced the copied one
+    with pytest.raises(grpc.RpcError) as err:
+        api.call("Create", pb.CreateRequest(bootstrap_cid="garbage"))
+    assert err.value.details().startswith("invalid bootstrap cid: ")
+    with pytest.raises(grpc.RpcError) as err:
+        api.call("Create", pb.CreateRequest(private=True))
+    assert err.value.code() == Code.UNIMPLEMENTED and "private" in err.value.details()
+    # SetPath at the root replaces the whole tree (plus a new seed).
+    a_cid = api.ls(src, "a").item.cid
+    api.call("SetPath", pb.SetPathRequest(key=key, path="", cid=a_cid))
+    assert sorted(api.names(key)) == [".textileseed", "one"]
+    assert len(api.pull(key, ".textileseed")) == 32

@@ -11,6 +11,8 @@ Deliberate differences from Textile, all in the direction of linear cost or clea
   paused; between two files of a fast stream it is the previous computed root. Intermediate
   roots are never saved in Textile either, so no client can use them for a fast-forward check.
 - Paths with ``..``, NUL or over 4096 bytes are rejected (INVALID_ARGUMENT), see ``paths``.
+- MovePath refuses to move a directory into its own subtree (INVALID_ARGUMENT) where Textile
+  rearranged the subtree, and records the metadata entry at the final destination path.
 - Private (encrypted) buckets are not supported: ``Create(private=true)`` fails with
   UNIMPLEMENTED and says so.
 - There is no IPFS network: ``SetPath``/``Create(bootstrap_cid)`` accept only DAGs whose
@@ -642,6 +644,7 @@ class _PushPathsRun:
         self.old_size = resolve_root_size(self.store, bucket)[1]
         self.slots = FileSlots(self.store.blocks, Path(service.spill_dir))
         self.checked: set[str] = set()
+        self.completed = 0
 
     def _reader(self) -> None:
         # Reads the request stream in its own thread so the main loop can notice a pause
@@ -726,10 +729,24 @@ class _PushPathsRun:
         except BaseException:
             self.slots.abort()
             if not committed:
-                log.info("PushPaths to %s abandoned; bucket unchanged", self.bucket.key)
+                self._save_completed()
             raise
         finally:
             self.stop.set()
+
+    def _save_completed(self) -> None:
+        """Spec 5.6: on any error, the files linked before it are saved (each was closed with
+        its empty chunk, so each is complete); the call still ends with the error."""
+        if not self.completed:
+            log.info("PushPaths to %s failed before any file completed", self.bucket.key)
+            return
+        try:
+            root, _ = self.editor.flush()
+            self.store.commit(self.bucket, root, self.changes)
+            log.info("PushPaths to %s failed; saved the %d files completed before the error",
+                     self.bucket.key, self.completed)  # fmt: skip
+        except Exception:
+            log.exception("PushPaths to %s: saving the completed files failed", self.bucket.key)
 
     def _chunk(self, chunk: pb.PushPathsRequest.Chunk) -> pb.PushPathsResponse | None:
         try:
@@ -754,4 +771,5 @@ class _PushPathsRun:
         result, attrs = closed
         self.editor.set_cid(rel, result.cid, result.tsize)
         _file_changes(self.changes, rel, now_ns(), attrs.mode, attrs.mtime)
+        self.completed += 1
         return self._response(rel, result.cid, result.tsize, self.last_root)

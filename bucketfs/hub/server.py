@@ -57,7 +57,9 @@ class HubConfig:
     gateway_url: str = "http://127.0.0.1:8006"
     gc_interval: float = 600.0
     gc_grace: float = 3600.0
-    max_workers: int = 64
+    # Streams such as WatchRoot and Listen hold a worker for their whole life, so the pool is
+    # large: threads are cheap, and a full pool would queue every new call behind them.
+    max_workers: int = 256
 
 
 def _parse_listen(value: str) -> tuple[str, int]:

@@ -460,8 +460,10 @@ class HubStore:
         """
         ts = updated_at if updated_at is not None else now_ns()
         root = str(new_root) if new_root is not None else bucket.root
-        # Blocks become durable before the row that references them.
-        self.durable()
+        # Blocks become durable before the row that references them (a metadata-only change
+        # references no new block).
+        if root != bucket.root:
+            self.durable()
         with self.db.write() as conn:
             conn.execute(
                 "UPDATE buckets SET root = ?, updated_at = ? WHERE key = ?",

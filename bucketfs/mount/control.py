@@ -42,7 +42,9 @@ def runtime_dir() -> Path:
 
 def socket_path(mountpoint: str | os.PathLike[str]) -> Path:
     """The control socket of the mount at ``mountpoint``."""
-    real = os.path.realpath(mountpoint)
+    # abspath, not realpath: resolving would stat the mount point, which hangs while the
+    # daemon itself is not serving yet (or is wedged) — exactly when umount must still work.
+    real = os.path.normpath(os.path.abspath(mountpoint))
     digest = hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:20]
     return runtime_dir() / f"mount-{digest}.sock"
 

@@ -120,10 +120,11 @@ def _run_locked(
         yield {"ok": True}
 
     ops = Ops(fs, ttl=opts.ttl)
+    sock = control.socket_path(mountpoint)  # before the mount exists: nothing may touch it now
     pyfuse3.init(ops, mountpoint, opts.fuse_options(f"bucketfs:{remote.key}"))
     notifier.active = True
     server = control.ControlServer(
-        control.socket_path(mountpoint),
+        sock,
         {"status": h_status, "flush": h_flush, "exit": h_exit},
     )
     server.start()

@@ -59,10 +59,8 @@ class Record:
 
     def to_json(self) -> str:
         """The persisted form."""
-        d = dataclasses.asdict(self)
-        d.pop("lock")
-        d.pop("gen")
-        d.pop("dropped")
+        skip = {"lock", "gen", "dropped"}
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
         return json.dumps(d, sort_keys=True)
 
     @classmethod

@@ -35,4 +35,4 @@ def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM/SIGINT."""
     from bucketfs.hub.server import config_from_args, serve_forever
 
-    return serve_forever(config_from_args(args))
+    return serve_forever(config_from_args(args), metrics_listen=args.metrics)

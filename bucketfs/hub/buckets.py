@@ -30,6 +30,7 @@ from pathlib import Path
 
 import grpc
 
+from bucketfs import metrics
 from bucketfs.hub import access
 from bucketfs.hub.errors import (
     ARCHIVING_DISABLED,
@@ -63,6 +64,8 @@ from bucketfs.pb import bucketsd_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
+BYTES_IN = metrics.BYTES.labels("hub", "in")
+BYTES_OUT = metrics.BYTES.labels("hub", "out")
 PULL_CHUNK = 32 * 1024  # spec 5.6 PullPath: chunks of at most 32768 bytes
 PROGRESS_STEP = 1 << 20  # a PushPath progress event per MiB received
 HOLD_RELEASE_SECONDS = 0.2  # a held PushPaths response is sent if the client pauses this long
@@ -276,7 +279,9 @@ class BucketsService(pb_grpc.APIServiceServicer):
         if facts.kind == "symlink":
             raise unknown("node is a symlink")
         reader = FileReader(self.store.blocks, cid)
-        yield from rechunk(reader.iter_range(0, reader.size), PULL_CHUNK)
+        for chunk in rechunk(reader.iter_range(0, reader.size), PULL_CHUNK):
+            BYTES_OUT.inc(len(chunk))
+            yield chunk
 
     @grpc_errors
     def PullPath(
@@ -536,6 +541,7 @@ class BucketsService(pb_grpc.APIServiceServicer):
                     if req.WhichOneof("payload") != "chunk":
                         raise unknown(INVALID_REQUEST)
                     check_size(len(req.chunk))
+                    BYTES_IN.inc(len(req.chunk))
                     importer.feed(req.chunk)
                     received += len(req.chunk)
                     if received - reported >= PROGRESS_STEP:
@@ -763,6 +769,7 @@ class _PushPathsRun:
                     raise unknown(f"enqueueing file: verifying bucket update: {exc}") from None
             self.checked.add(rel)
         check_size(len(chunk.data))
+        BYTES_IN.inc(len(chunk.data))
         mode = chunk.mode if chunk.HasField("mode") else None
         mtime = chunk.mtime if chunk.HasField("mtime") else None
         closed = self.slots.write(rel, chunk.data, mode, mtime)

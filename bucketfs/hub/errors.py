@@ -11,10 +11,13 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import grpc
+
+from bucketfs import metrics
 
 log = logging.getLogger(__name__)
 
@@ -99,26 +102,52 @@ def _abort(context: grpc.ServicerContext, exc: BaseException, name: str) -> None
     context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
 
 
+def _record(name: str, start: float, result: str) -> None:
+    metrics.OPS.labels("hub", name, result).inc()
+    metrics.OP_SECONDS.labels("hub", name).observe(time.perf_counter() - start)
+
+
+def _result(exc: BaseException) -> str:
+    if isinstance(exc, HubError):
+        return exc.code.name
+    if isinstance(exc, grpc.RpcError) or isinstance(exc, GeneratorExit):
+        return "CANCELLED"
+    return "INTERNAL"
+
+
 def grpc_errors(method: F) -> F:
-    """Decorate a servicer method (plain or generator) so a HubError becomes its gRPC status."""
+    """Decorate a servicer method (plain or generator) so a HubError becomes its gRPC status.
+
+    Also counts and times every call in the shared metrics (``bucketfs_ops_total{component=
+    "hub", op=<RPC>, result=<status code>}``).
+    """
     name = method.__name__
     if inspect.isgeneratorfunction(method):
 
         @functools.wraps(method)
         def gen_wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+            start = time.perf_counter()
             try:
                 yield from method(self, request, context)
-            except Exception as exc:  # noqa: BLE001 - mapped to a status right here
-                _abort(context, exc, name)
+            except BaseException as exc:
+                _record(name, start, _result(exc))
+                if isinstance(exc, Exception):
+                    _abort(context, exc, name)
+                raise
+            _record(name, start, "OK")
 
         return gen_wrapper  # type: ignore[return-value]
 
     @functools.wraps(method)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        start = time.perf_counter()
         try:
-            return method(self, request, context)
+            reply = method(self, request, context)
         except Exception as exc:  # noqa: BLE001 - mapped to a status right here
+            _record(name, start, _result(exc))
             _abort(context, exc, name)
+        _record(name, start, "OK")
+        return reply
 
     return wrapper  # type: ignore[return-value]
 

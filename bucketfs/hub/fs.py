@@ -24,7 +24,14 @@ from typing import Any
 import grpc
 
 from bucketfs.hub import access
-from bucketfs.hub.buckets import parse_cid, require_dag, resolve
+from bucketfs.hub.buckets import (
+    BYTES_IN,
+    BYTES_OUT,
+    parse_cid,
+    rechunk,
+    require_dag,
+    resolve,
+)
 from bucketfs.hub.errors import (
     NODE_IS_DIR,
     HubError,
@@ -159,21 +166,14 @@ class FSService(fs_pb2_grpc.FSServicer):
         size = reader.size
         length = request.length if request.HasField("length") else max(0, size - request.offset)
         offset = request.offset
-        pending = bytearray()
         sent = False
-        for piece in reader.iter_range(offset, length):
-            pending += piece
-            if len(pending) >= READ_CHUNK:
-                yield fs_pb2.ReadFileReply(
-                    data=bytes(pending), offset=offset, file_size=size, cid=str(cid)
-                )
-                offset += len(pending)
-                pending.clear()
-                sent = True
-        if pending or not sent:
-            yield fs_pb2.ReadFileReply(
-                data=bytes(pending), offset=offset, file_size=size, cid=str(cid)
-            )
+        for data in rechunk(reader.iter_range(offset, length), READ_CHUNK):
+            BYTES_OUT.inc(len(data))
+            yield fs_pb2.ReadFileReply(data=data, offset=offset, file_size=size, cid=str(cid))
+            offset += len(data)
+            sent = True
+        if not sent:  # an empty range still tells the caller the size and CID
+            yield fs_pb2.ReadFileReply(data=b"", offset=offset, file_size=size, cid=str(cid))
 
     def _cids(self, texts: Any) -> list[CID]:
         if len(texts) > MAX_BLOCKS_PER_CALL:
@@ -195,6 +195,7 @@ class FSService(fs_pb2_grpc.FSServicer):
                 data = self.store.blocks.get(cid)
             except BlockNotFound:
                 raise not_found(f"block not found: {cid}") from None
+            BYTES_OUT.inc(len(data))
             yield fs_pb2.Block(cid=str(cid), data=data)
 
     @grpc_errors
@@ -221,6 +222,7 @@ class FSService(fs_pb2_grpc.FSServicer):
                 if not cid.verify(block.data):
                     raise invalid(f"block data does not match its cid {cid}")
                 self.store.blocks.put(cid, block.data, trusted=True)
+                BYTES_IN.inc(len(block.data))
                 count += 1
                 total += len(block.data)
             self.store.durable()

@@ -234,6 +234,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="base URL put in Links responses",
     )
     p.add_argument(
+        "--metrics",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics on this address",
+    )
+    p.add_argument(
         "--gc-interval",
         type=float,
         default=600.0,
@@ -263,7 +269,9 @@ def config_from_args(args: argparse.Namespace) -> HubConfig:
     )
 
 
-def serve_forever(config: HubConfig, announce: bool = True) -> int:
+def serve_forever(
+    config: HubConfig, announce: bool = True, metrics_listen: str | None = None
+) -> int:
     """Run a hub in the foreground until SIGTERM/SIGINT; returns the exit code."""
     from bucketfs import sdnotify
 
@@ -276,6 +284,10 @@ def serve_forever(config: HubConfig, announce: bool = True) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if metrics_listen:
+        from bucketfs import metrics
+
+        metrics.serve(metrics_listen)
     address = hub.start()
     if announce:
         print(f"bucketfs hub listening on {address} (data {hub.data_dir})", flush=True)
@@ -299,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logs.setup(args.verbose)
     try:
-        return serve_forever(config_from_args(args))
+        return serve_forever(config_from_args(args), metrics_listen=args.metrics)
     except UserError as exc:
         print(f"bucketfs: {exc}", file=sys.stderr)
         return 1

@@ -131,3 +131,22 @@ def test_port_in_use_fails_clearly(tmp_path: Path) -> None:
             env=_env(tmp_path), capture_output=True, text=True, timeout=60, cwd=REPO,
         )  # fmt: skip
     assert result.returncode == 1 and "cannot listen" in result.stderr
+
+
+def test_metrics_endpoint_counts_rpcs(tmp_path: Path) -> None:
+    import urllib.request
+
+    from hub_helpers import Api
+
+    port = free_port()
+    with running_hub(tmp_path, extra_args=["--metrics", f"127.0.0.1:{port}"]) as hub:
+        with hub.channel() as channel:
+            api = Api.new_thread(channel)
+            key = api.create().root.key
+            api.push(key, "f", b"12345")
+            assert api.pull(key, "f") == b"12345"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as resp:
+            text = resp.read().decode()
+    assert 'bucketfs_ops_total{component="hub",op="Create",result="OK"} 1.0' in text
+    assert 'bucketfs_ops_total{component="hub",op="PushPath",result="OK"} 1.0' in text
+    assert 'bucketfs_bytes_total{component="hub",direction="in"} 5.0' in text

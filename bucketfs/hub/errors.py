@@ -94,6 +94,14 @@ def _abort(context: grpc.ServicerContext, exc: BaseException, name: str) -> None
         # nobody is left to receive a status, and whatever was half-done was never committed.
         log.info("%s: client stream ended abnormally: %r", name, exc)
         raise exc
+    from bucketfs.ipfs.blockstore import BlockCorrupt, BlockNotFound
+
+    if isinstance(exc, BlockNotFound):
+        # A CID the caller named that this hub does not hold (there is no IPFS network).
+        exc = HubError(grpc.StatusCode.NOT_FOUND, f"block not found in this hub: {exc}")
+    elif isinstance(exc, BlockCorrupt):
+        log.error("%s: %s", name, exc)
+        exc = HubError(grpc.StatusCode.DATA_LOSS, f"stored block is corrupt: {exc}")
     if isinstance(exc, HubError):
         log.debug("%s failed: %s %s", name, exc.code.name, exc.message)
         context.abort(exc.code, exc.message)
@@ -108,6 +116,12 @@ def _record(name: str, start: float, result: str) -> None:
 
 
 def _result(exc: BaseException) -> str:
+    from bucketfs.ipfs.blockstore import BlockCorrupt, BlockNotFound
+
+    if isinstance(exc, BlockNotFound):
+        return "NOT_FOUND"
+    if isinstance(exc, BlockCorrupt):
+        return "DATA_LOSS"
     if isinstance(exc, HubError):
         return exc.code.name
     if isinstance(exc, grpc.RpcError) or isinstance(exc, GeneratorExit):

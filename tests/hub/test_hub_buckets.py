@@ -9,6 +9,7 @@ import grpc
 import pytest
 from hub_helpers import Api
 
+from bucketfs.ipfs.cid import CID
 from bucketfs.pb import bucketsd_pb2 as pb
 
 pytestmark = pytest.mark.timeout(120)
@@ -231,3 +232,15 @@ def test_create_bootstrap_and_set_root(api: Api) -> None:
     api.call("SetPath", pb.SetPathRequest(key=key, path="", cid=a_cid))
     assert sorted(api.names(key)) == [".textileseed", "one"]
     assert len(api.pull(key, ".textileseed")) == 32
+
+
+def test_unknown_cids_are_not_found(api: Api) -> None:
+    missing = str(CID.of_raw(b"never stored in this hub"))
+    for call in (
+        lambda: list(api.buckets.PullIpfsPath(pb.PullIpfsPathRequest(path=f"/ipfs/{missing}"))),
+        lambda: api.buckets.ListIpfsPath(pb.ListIpfsPathRequest(path=f"/ipfs/{missing}")),
+    ):
+        with pytest.raises(grpc.RpcError) as err:
+            call()
+        assert err.value.code() == Code.NOT_FOUND
+        assert missing in err.value.details()

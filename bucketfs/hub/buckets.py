@@ -383,9 +383,11 @@ class BucketsService(pb_grpc.APIServiceServicer):
             ts = now_ns()
             ch = Changes()
             ch.set_meta(rel, ts)
-            ch.unset_meta_prefix(rel + "/" if rel else "")
-            if not rel:
-                ch.set_meta("", ts)
+            if rel:
+                ch.unset_meta_prefix(rel + "/")
+            else:
+                # Textile unsets the prefix "/" here, which matches nothing: the root's roles
+                # and every other entry stay.
                 ch.set_meta(SEED_NAME, ts)
             ch.drop_attrs(rel)
             self.store.commit(bucket, root, ch, ts)

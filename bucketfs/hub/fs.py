@@ -425,9 +425,10 @@ class FSService(fs_pb2_grpc.FSServicer):
                 editor.set(src, target)
                 editor.set(dst, node)
                 tmp = f"\0swap\0{src}"  # never a valid path, so it cannot collide
-                ch.move_attrs(src, tmp)
-                ch.move_attrs(dst, src)
-                ch.move_attrs(tmp, dst)
+                for move in (ch.move_attrs, ch.move_meta):
+                    move(src, tmp)
+                    move(dst, src)
+                    move(tmp, dst)
                 ch.set_meta(src, ts)
                 ch.set_meta(dst, ts)
             else:
@@ -437,9 +438,7 @@ class FSService(fs_pb2_grpc.FSServicer):
                     self._check_replace(editor, node, target, dst)
                 editor.remove(src)
                 editor.set(dst, node)
-                ch.unset_meta(src)
-                ch.unset_meta_prefix(src + "/")
-                ch.unset_meta_prefix(dst + "/")
+                ch.move_meta(src, dst)  # roles and timestamps travel with the entry
                 ch.set_meta(dst, ts)
                 ch.move_attrs(src, dst)
             root, _ = editor.flush()

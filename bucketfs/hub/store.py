@@ -124,6 +124,10 @@ class Changes:
         """Forget the attributes of everything under ``path`` (not of ``path`` itself)."""
         self.ops.append(("drop_attrs_below", path))
 
+    def move_meta(self, src: str, dst: str) -> None:
+        """Move the metadata entries of ``src`` and its subtree to ``dst`` (dst's are dropped)."""
+        self.ops.append(("move", "path_meta", src, dst))
+
     def move_attrs(self, src: str, dst: str) -> None:
         """Move the attributes of ``src`` and its subtree to ``dst`` (dst's are dropped first)."""
         self.ops.append(("move_attrs", src, dst))
@@ -533,16 +537,17 @@ class HubStore:
             elif kind == "drop_attrs_below":
                 clause, args = _prefix_clause(op[1] + "/")
                 ex(f"DELETE FROM attrs WHERE bucket = ? AND {clause}", (key, *args))
-            elif kind == "move_attrs":
-                _, src, dst = op
+            elif kind in ("move_attrs", "move"):
+                table, src, dst = ("attrs", op[1], op[2]) if kind == "move_attrs" else op[1:]
                 # Drop what the destination had, then re-key src and its subtree.
-                ex("DELETE FROM attrs WHERE bucket = ? AND path = ?", (key, dst))
+                ex(f"DELETE FROM {table} WHERE bucket = ? AND path = ?", (key, dst))
                 clause, args = _prefix_clause(dst + "/")
-                ex(f"DELETE FROM attrs WHERE bucket = ? AND {clause}", (key, *args))
-                ex("UPDATE attrs SET path = ? WHERE bucket = ? AND path = ?", (dst, key, src))
+                ex(f"DELETE FROM {table} WHERE bucket = ? AND {clause}", (key, *args))
+                ex(f"UPDATE {table} SET path = ? WHERE bucket = ? AND path = ?", (dst, key, src))
                 clause, args = _prefix_clause(src + "/")
                 ex(
-                    f"UPDATE attrs SET path = ? || substr(path, ?) WHERE bucket = ? AND {clause}",
+                    f"UPDATE {table} SET path = ? || substr(path, ?) "
+                    f"WHERE bucket = ? AND {clause}",
                     (dst + "/", len(src) + 2, key, *args),
                 )
             else:  # pragma: no cover - a programming error

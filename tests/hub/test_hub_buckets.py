@@ -227,11 +227,15 @@ def test_create_bootstrap_and_set_root(api: Api) -> None:
     with pytest.raises(grpc.RpcError) as err:
         api.call("Create", pb.CreateRequest(private=True))
     assert err.value.code() == Code.UNIMPLEMENTED and "private" in err.value.details()
-    # SetPath at the root replaces the whole tree (plus a new seed).
+    # SetPath at the root replaces the whole tree (plus a new seed), keeping the metadata.
+    who = "bbaareiadued3746occ7b24g5ddtuxqezm7snmme3uugv6ho4qzsbevjrxa"
+    roles = pb.PushPathAccessRolesRequest(key=key, path="", roles={who: 1})
+    api.call("PushPathAccessRoles", roles)
     a_cid = api.ls(src, "a").item.cid
     api.call("SetPath", pb.SetPathRequest(key=key, path="", cid=a_cid))
     assert sorted(api.names(key)) == [".textileseed", "one"]
     assert len(api.pull(key, ".textileseed")) == 32
+    assert dict(api.root(key).path_metadata[""].roles) == {who: 1}
 
 
 def test_unknown_cids_are_not_found(api: Api) -> None:

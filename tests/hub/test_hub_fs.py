@@ -13,6 +13,7 @@ from hub_helpers import Api
 from bucketfs.ipfs.blockstore import MemoryBlockstore
 from bucketfs.ipfs.cid import CID
 from bucketfs.ipfs.importer import import_bytes
+from bucketfs.pb import bucketsd_pb2 as pb
 from bucketfs.pb import fs_pb2
 
 pytestmark = pytest.mark.timeout(120)
@@ -210,3 +211,18 @@ def test_watch_root_reports_current_then_changes(api: Api) -> None:
     assert seen[0].path == after_one and seen[1].path == api.root(key).path
     stream.cancel()
     t.join(timeout=10)
+
+
+def test_rename_moves_metadata_and_attributes(api: Api) -> None:
+    key = api.create().root.key
+    api.push(key, "dir/inner", b"i", mode=0o640)
+    who = "bbaareiadued3746occ7b24g5ddtuxqezm7snmme3uugv6ho4qzsbevjrxa"
+    api.call(
+        "PushPathAccessRoles", pb.PushPathAccessRolesRequest(key=key, path="dir", roles={who: 2})
+    )
+    api.fscall("Rename", fs_pb2.RenameRequest(key=key, from_path="dir", to_path="moved"))
+    meta = api.root(key).path_metadata
+    assert dict(meta["moved"].roles) == {who: 2} and "moved/inner" in meta
+    assert "dir" not in meta and "dir/inner" not in meta
+    inner = api.ls(key, "moved").item.items[0]
+    assert inner.name == "inner" and inner.mode == 0o640

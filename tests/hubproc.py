@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -76,13 +78,34 @@ class Hub:
             "--auth", self.auth, *self.extra_args,
         ]  # fmt: skip
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        offset = log.tell()
         try:
             self.proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env(), cwd=REPO
             )
         finally:
             log.close()
+        if self.port == 0:
+            # Port 0: the hub picks a free port itself (no race with other processes for a
+            # port chosen in advance) and prints it; later restarts reuse that address.
+            self.address = self._announced_address(offset)
         self.wait_ready()
+
+    def _announced_address(self, offset: int, timeout: float = START_TIMEOUT) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                text = f.read().decode(errors="replace")
+            match = re.search(r"listening on (\S+) ", text)
+            if match:
+                return match.group(1)
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hub exited with {self.proc.returncode}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"hub did not announce its address:\n{self.log()}")
+            time.sleep(0.05)
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Poll grpc.health.v1 until SERVING; raises with the hub's log if it never is."""
@@ -151,10 +174,10 @@ def running_hub(
     tls_root: Path | None = None,
 ) -> Iterator[Hub]:
     """A started hub with data under ``tmp_path``; always killed on exit."""
-    base = Path(tmp_path) / f"hub-{free_port()}"
-    base.mkdir(parents=True)
+    Path(tmp_path).mkdir(parents=True, exist_ok=True)
+    base = Path(tempfile.mkdtemp(prefix="hub-", dir=tmp_path))
     hub = Hub(
-        address=f"127.0.0.1:{free_port()}",
+        address="127.0.0.1:0",
         data_dir=base / "data",
         config=base / "config.toml",
         auth=auth,

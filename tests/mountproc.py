@@ -46,7 +46,9 @@ class Mount:
     pid: int | None
     env: dict[str, str]
 
-    def cli(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+    def cli(
+        self, *args: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
         """Run ``bucketfs ARGS`` (mount/umount available) with this mount's hub settings."""
         return run_cli(self.env, *args, check=check, timeout=timeout)
 
@@ -96,15 +98,13 @@ def new_bucket(hub: Any, name: str = "test", thread: str | None = None) -> tuple
 
 def hub_env(hub: Any) -> dict[str, str]:
     """The environment for CLI runs against ``hub`` (its own config file, repo on the path)."""
-    env = hub.env()
-    env.pop("XDG_RUNTIME_DIR", None) if not os.path.isdir(env.get("XDG_RUNTIME_DIR", "/-")) else None
-    return env
+    return hub.env()
 
 
 def _unmount(path: Path) -> None:
     for args in (["-u"], ["-u", "-z"]):
         res = subprocess.run(["fusermount3", *args, str(path)], capture_output=True, text=True)
-        if res.returncode == 0 or "not found in /etc/mtab" in res.stderr or "not mounted" in res.stderr:
+        if res.returncode == 0 or "not mounted" in res.stderr or "not found" in res.stderr:
             return
 
 

@@ -385,7 +385,7 @@ class BucketFS:
         h = self._handle(fh)
         if not h.writable:
             raise FSError(errno.EBADF)
-        while True:
+        for _attempt in range(100):
             rec = self._record_for_write(h.ino)
             with rec.lock:
                 if rec.dropped:
@@ -393,6 +393,7 @@ class BucketFS:
                 n = self.store.write(rec, offset, data)
                 rec.mtime_ns = now_ns()
                 return n
+        raise FSError(errno.EIO, "could not get a stable dirty record")
 
     def flush(self, fh: int) -> None:
         """close(2) of one descriptor: make the record's metadata durable."""
@@ -468,7 +469,7 @@ class BucketFS:
                 raise FSError(errno.EISDIR)
             if size < 0:
                 raise FSError(errno.EINVAL)
-            while True:
+            for _attempt in range(100):
                 rec = self._record_for_write(ino)
                 with rec.lock:
                     if rec.dropped:
@@ -477,6 +478,8 @@ class BucketFS:
                     rec.mtime_ns = now_ns() if mtime_ns is None else mtime_ns
                     self.store.save(rec)
                     break
+            else:
+                raise FSError(errno.EIO, "could not get a stable dirty record")
             self._schedule_if_closed(ino, rec)
         rec = self._record_of(ino)
         if rec is not None and (mode is not None or mtime_ns is not None):
@@ -485,6 +488,7 @@ class BucketFS:
                     rec.mode = mode & 0o7777
                 if mtime_ns is not None:
                     rec.mtime_ns = mtime_ns
+                rec.gen += 1  # an upload in flight carries the old values: stay dirty
                 self.store.save(rec)
             self._schedule_if_closed(ino, rec)
         elif rec is None and (mode is not None or mtime_ns is not None):
@@ -859,9 +863,9 @@ class BucketFS:
             ino = self._inodes.get(path)
             still_open = ino is not None and self._open.get(ino, 0) > 0
             if still_open:
+                # Open handles keep reading and writing it; it is discarded at the last close.
                 self._orphans[ino] = rec
             rec.path = None
-            rec.dropped = True
             if ino is not None:
                 self._inodes.unpin(ino)
         if not still_open:

@@ -10,6 +10,8 @@ which is what ``ipfs ls`` does too.
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -33,8 +35,32 @@ class NodeFacts:
     tsize: int  # cumulative size computed from the block (block + links)
 
 
+_FACTS_MAX = 100_000
+_facts: OrderedDict[CID, NodeFacts] = OrderedDict()
+_facts_lock = threading.Lock()
+
+
 def inspect(store: Blockstore, cid: CID) -> NodeFacts:
-    """Read one block and classify it; raises ValueError for nodes that are not UnixFS."""
+    """Classify the node at ``cid`` (one block read); raises ValueError for non-UnixFS nodes.
+
+    Results are cached by CID in a bounded LRU: a CID names immutable content, so its facts
+    never change, and listing a large directory again (``ls -l`` on a mount) then reads no
+    child block. A block that is missing is not cached (it may arrive later).
+    """
+    with _facts_lock:
+        hit = _facts.get(cid)
+        if hit is not None:
+            _facts.move_to_end(cid)
+            return hit
+    facts = _inspect(store, cid)
+    with _facts_lock:
+        _facts[cid] = facts
+        if len(_facts) > _FACTS_MAX:
+            _facts.popitem(last=False)
+    return facts
+
+
+def _inspect(store: Blockstore, cid: CID) -> NodeFacts:
     block = store.get(cid)
     if cid.codec == RAW:
         return NodeFacts("file", len(block), 0, "", len(block))

@@ -31,7 +31,7 @@ from pathlib import Path
 import grpc
 
 from bucketfs import metrics
-from bucketfs.hub import access
+from bucketfs.hub import access, tree
 from bucketfs.hub.errors import (
     ARCHIVING_DISABLED,
     HEADER_REQUIRED,
@@ -77,17 +77,7 @@ def resolve(store: HubStore, root: CID, rel: str) -> tuple[CID, int | None]:
 
     Missing paths raise UNKNOWN with the IPFS resolver text (spec 13).
     """
-    if not rel:
-        return root, None
-    from bucketfs.ipfs import dirs
-
-    try:
-        entry = dirs.resolve_entry(store.blocks, root, rel)
-    except dirs.PathNotFound as exc:
-        raise unknown(str(exc)) from None
-    except dirs.PathError as exc:
-        raise unknown(f"could not resolve path: {rel}: {exc}") from None
-    return entry.cid, entry.tsize
+    return tree.resolve(store.blocks, root, rel)
 
 
 def rechunk(pieces: Iterator[bytes], size: int) -> Iterator[bytes]:

@@ -21,7 +21,9 @@ import tempfile
 import threading
 from pathlib import Path
 
-from bucketfs.hub.errors import unknown
+import grpc
+
+from bucketfs.hub.errors import HubError, unknown
 from bucketfs.ipfs.blockstore import Blockstore
 from bucketfs.ipfs.cid import CID
 from bucketfs.ipfs.importer import CHUNK_SIZE, Imported, import_bytes, import_file
@@ -32,6 +34,7 @@ STREAM_AFTER = 1 << 20  # 1 MiB: a file this big is imported while it arrives
 MAX_STREAMS = 4  # concurrent streaming imports per PushPaths call
 MEMORY_BUDGET = 32 << 20  # buffered bytes of not-yet-streaming files per call
 PIPE_DEPTH = 16  # chunks in flight between the request loop and an importer
+MAX_OPEN_FILES = 100_000  # files open at once in one PushPaths stream (each costs a little)
 
 
 class PipeAborted(Exception):
@@ -189,6 +192,12 @@ class FileSlots:
         if f is None:
             if path in self.closed:
                 raise unknown(f"writing chunk: file {path!r} was already closed in this stream")
+            if len(self.files) >= MAX_OPEN_FILES:
+                raise HubError(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"more than {MAX_OPEN_FILES} files open at once in one PushPaths stream; "
+                    "close files (empty chunk) before opening more",
+                )
             f = self.files[path] = _OpenFile(mode, mtime)
         if not data:
             del self.files[path]

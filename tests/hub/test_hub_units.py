@@ -91,3 +91,47 @@ def test_recovery_deletes_torn_blocks(tmp_path: Path) -> None:
     assert store.recover() == 1
     assert store.blocks.has(good_cid) and not store.blocks.has(torn_cid)
     store.close()
+
+
+def test_push_slots_limit_open_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bucketfs.hub import pushing
+
+    monkeypatch.setattr(pushing, "MAX_OPEN_FILES", 3)
+    slots = pushing.FileSlots(MemoryBlockstore(), tmp_path)
+    for i in range(3):
+        assert slots.write(f"f{i}", b"x") is None
+    with pytest.raises(HubError) as err:
+        slots.write("f3", b"x")
+    assert "files open at once" in err.value.message
+    done = slots.write("f0", b"")
+    assert done is not None and done[0].cid == CID.of_raw(b"x")
+    assert slots.write("f3", b"x") is None  # room again after a close
+    with pytest.raises(HubError):
+        slots.write("f0", b"again")  # a closed path cannot be reopened in the same stream
+
+
+def test_push_slots_stream_and_spill_give_ipfs_cids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Three interleaved files past the streaming threshold with one streaming slot: the first
+    # streams, the others spill to temp files; all must import exactly like import_bytes.
+    from bucketfs.hub import pushing
+    from bucketfs.ipfs.importer import import_bytes
+
+    monkeypatch.setattr(pushing, "STREAM_AFTER", 100_000)
+    monkeypatch.setattr(pushing, "MAX_STREAMS", 1)
+    store = MemoryBlockstore()
+    slots = pushing.FileSlots(store, tmp_path)
+    datas = {f"f{i}": os.urandom(700_000 + i) for i in range(3)}
+    for offset in range(0, 710_000, 65_536):
+        for name, data in datas.items():
+            piece = data[offset : offset + 65_536]
+            if piece:
+                assert slots.write(name, piece) is None
+    assert sum(1 for f in slots.files.values() if f.stream) == 1
+    assert sum(1 for f in slots.files.values() if f.spill) == 2
+    for name, data in datas.items():
+        done = slots.write(name, b"")
+        assert done is not None
+        assert done[0].cid == import_bytes(data, MemoryBlockstore()).cid
+    assert not list(tmp_path.iterdir())  # spill files are removed

@@ -15,6 +15,7 @@ import argparse
 import gc
 import logging
 import signal
+import sqlite3
 import sys
 import threading
 from concurrent import futures
@@ -103,9 +104,12 @@ class Hub:
         from bucketfs.hub import streamguard
 
         streamguard.install()
-        store = self.store = HubStore(
-            self.data_dir, gc_interval=cfg.gc_interval, gc_grace=cfg.gc_grace
-        )
+        try:
+            store = self.store = HubStore(
+                self.data_dir, gc_interval=cfg.gc_interval, gc_grace=cfg.gc_grace
+            )
+        except (sqlite3.Error, OSError) as exc:
+            raise UserError(f"cannot open the hub data in {self.data_dir}: {exc}") from exc
         interceptors, register_auth = self._auth(store)
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix="hub"),

@@ -150,3 +150,15 @@ def test_metrics_endpoint_counts_rpcs(tmp_path: Path) -> None:
     assert 'bucketfs_ops_total{component="hub",op="Create",result="OK"} 1.0' in text
     assert 'bucketfs_ops_total{component="hub",op="PushPath",result="OK"} 1.0' in text
     assert 'bucketfs_bytes_total{component="hub",direction="in"} 5.0' in text
+
+
+def test_unreadable_database_fails_clearly(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "hub.db").write_bytes(b"this is not a sqlite database" * 100)
+    result = subprocess.run(
+        _hub_cmd("--data-dir", str(data), "--auth", "none", "--listen", "127.0.0.1:0"),
+        env=_env(tmp_path), capture_output=True, text=True, timeout=60, cwd=REPO,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "cannot open the hub data" in result.stderr and "Traceback" not in result.stderr

@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -48,6 +49,7 @@ class ReadCache:
         self._lock = threading.Lock()
         self._mem: collections.OrderedDict[tuple[str, int], bytes] = collections.OrderedDict()
         self._inflight: dict[tuple[str, int], threading.Event] = {}
+        self._ahead: dict[str, int] = {}  # per CID: the last chunk read-ahead has scheduled
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="readahead")
         self.fetched_bytes = 0  # bytes received from the hub (for status and tests)
 
@@ -78,14 +80,24 @@ class ReadCache:
         return b"".join(parts)
 
     def prefetch(self, cid: str, size: int, after: int) -> None:
-        """Schedule the chunks following byte ``after`` (sequential read-ahead)."""
-        start = after // CHUNK + 1
-        stop = min((size + CHUNK - 1) // CHUNK, start + self._readahead)
-        if start >= stop:
-            return
+        """Sequential read-ahead: keep ``readahead`` chunks past byte ``after`` on the way.
+
+        The window is refilled in one range call when less than half of it is left, so the hub
+        sees few large reads instead of one call per chunk (per-call overhead dominated).
+        """
+        nchunks = (size + CHUNK - 1) // CHUNK
+        idx = after // CHUNK
         with self._lock:
-            if (cid, stop - 1) in self._mem or (cid, stop - 1) in self._inflight:
+            ahead = self._ahead.get(cid, -1)
+            if ahead >= nchunks - 1 or ahead - idx > self._readahead // 2:
                 return
+            start = max(ahead + 1, idx + 1)
+            stop = min(nchunks, idx + 1 + self._readahead)
+            if start >= stop:
+                return
+            self._ahead[cid] = stop - 1
+            if len(self._ahead) > 1024:
+                self._ahead.clear()  # a hint table, not state: bounded by forgetting
         self._pool.submit(self._prefetch, cid, size, start, stop)
 
     def chunk(self, cid: str, size: int, idx: int) -> bytes:
@@ -114,6 +126,21 @@ class ReadCache:
             if data is not None:
                 return data
             raise OSError(5, f"chunk {idx} of {cid} missing after fetch")
+
+    def adopt(self, cid: str, chunks: Iterator[bytes], done: Callable[[], None]) -> None:
+        """In the background, file the chunks of content we just uploaded under its CID (so
+        reading back what this mount wrote never goes to the hub), then call ``done``."""
+
+        def run() -> None:
+            try:
+                for idx, data in enumerate(chunks):
+                    self._disk.set(_dkey(cid, idx), data)
+            except Exception:  # only a cache warm-up: the hub has the data
+                log.warning("could not keep uploaded %s in the read cache", cid, exc_info=True)
+            finally:
+                done()
+
+        self._pool.submit(run)
 
     # -- internals -----------------------------------------------------------------------------
 

@@ -1,0 +1,253 @@
+"""Benchmark ``bucketfs mount`` against the local disk and ``rclone mount`` in the same run.
+
+    .venv/bin/python bench/bench_mount.py [--size MiB] [--files N] [--big-dir N] [--no-rclone]
+
+A real hub runs on loopback (``tests/hubproc.py``), the mount runs as users start it
+(``tests/mountproc.py``), and rclone mounts a local directory with ``--vfs-cache-mode full``.
+Each figure is one run of each scenario, all targets interleaved in the same process, so the
+ratios are the meaningful part on a shared machine. Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+from hubproc import running_hub  # noqa: E402
+from mountproc import mounted, new_bucket  # noqa: E402
+
+MiB = 1 << 20
+
+
+def seq_write(path: Path, size: int) -> float:
+    """Write ``size`` bytes in 1 MiB blocks, fsync, close; MiB/s."""
+    block = os.urandom(MiB)
+    t = time.perf_counter()
+    with open(path, "wb", buffering=0) as f:
+        for _ in range(size // MiB):
+            f.write(block)
+        os.fsync(f.fileno())
+    return size / MiB / (time.perf_counter() - t)
+
+
+def seq_read(path: Path) -> float:
+    """Read the whole file in 1 MiB blocks; MiB/s."""
+    n = 0
+    t = time.perf_counter()
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(MiB):
+            n += len(chunk)
+    return n / MiB / (time.perf_counter() - t)
+
+
+def drop_local(path: Path) -> None:
+    """Evict a (clean, fsynced) local file from the page cache."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def creates(d: Path, n: int) -> float:
+    """Create ``n`` files of 4 KiB; files/s."""
+    d.mkdir(exist_ok=True)
+    data = os.urandom(4096)
+    t = time.perf_counter()
+    for i in range(n):
+        with open(d / f"f{i:05d}", "wb") as f:
+            f.write(data)
+    return n / (time.perf_counter() - t)
+
+
+def stats(d: Path) -> tuple[float, int]:
+    """scandir + lstat of every entry (``ls -l``); entries/s and the count."""
+    t = time.perf_counter()
+    n = 0
+    with os.scandir(d) as it:
+        for e in it:
+            e.stat(follow_symlinks=False)
+            n += 1
+    return n / (time.perf_counter() - t), n
+
+
+@contextmanager
+def rclone_mount(src: Path, mnt: Path, cache: Path) -> Iterator[Path]:
+    """``rclone mount`` of a local directory, vfs-cache-mode full."""
+    mnt.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        ["rclone", "mount", f":local:{src}", str(mnt), "--vfs-cache-mode", "full",
+         "--cache-dir", str(cache)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not _is_mounted(mnt):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("rclone mount did not come up")
+            time.sleep(0.05)
+        yield mnt
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
+        if _is_mounted(mnt):
+            subprocess.run(["fusermount3", "-u", "-z", str(mnt)], capture_output=True)
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _is_mounted(p: Path) -> bool:
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == str(p) for line in f)
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM of ``pid`` in MB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def close_to_bucket(m, client, key: str, samples: int) -> list[float]:  # noqa: ANN001
+    """Seconds from close() of a small file to its CID being in the bucket root."""
+    out = []
+    for i in range(samples):
+        name = f"ctb{i}.txt"
+        with open(m.path / name, "wb") as f:
+            f.write(b"x" * 100)
+        t = time.perf_counter()
+        while True:
+            names = {it.name for it in client.list_dir(key, "").item.items}
+            if name in names:
+                break
+            time.sleep(0.01)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", type=int, default=512, help="sequential file size in MiB")
+    ap.add_argument("--files", type=int, default=2000, help="small files to create")
+    ap.add_argument("--big-dir", type=int, default=10000, help="entries for the ls -l test")
+    ap.add_argument("--no-rclone", action="store_true")
+    args = ap.parse_args()
+    size = args.size * MiB
+    rows: dict[str, dict[str, float]] = {}
+
+    def put(metric: str, target: str, value: float) -> None:
+        rows.setdefault(metric, {})[target] = value
+
+    from bucketfs.client.buckets import BucketsClient
+
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR", "/tmp")) as tmp_s:
+        tmp = Path(tmp_s)
+        local = tmp / "local"
+        local.mkdir()
+        # -- local disk
+        put("seq write 1 MiB blocks + fsync (MiB/s)", "local", seq_write(local / "big", size))
+        put("warm seq read (MiB/s)", "local", seq_read(local / "big"))
+        drop_local(local / "big")
+        put("cold seq read (MiB/s)", "local", seq_read(local / "big"))
+        put(f"create {args.files} x 4 KiB (files/s)", "local", creates(local / "small", args.files))
+        put(f"stat {args.files} entries (entries/s)", "local", stats(local / "small")[0])
+        (local / "big").unlink()
+
+        # -- rclone
+        if not args.no_rclone and shutil.which("rclone"):
+            src = tmp / "rclone-src"
+            src.mkdir()
+            with rclone_mount(src, tmp / "rmnt", tmp / "rcache") as r:
+                put("seq write 1 MiB blocks + fsync (MiB/s)", "rclone", seq_write(r / "big", size))
+                put("warm seq read (MiB/s)", "rclone", seq_read(r / "big"))
+                put(f"create {args.files} x 4 KiB (files/s)", "rclone",
+                    creates(r / "small", args.files))
+                put(f"stat {args.files} entries (entries/s)", "rclone", stats(r / "small")[0])
+                # rclone uploads 5 s after close and an unmount does not wait (rclone #7309):
+                # wait until the backing directory has everything before remounting.
+                deadline = time.monotonic() + 300
+                while time.monotonic() < deadline and not (
+                    (src / "big").exists() and (src / "big").stat().st_size == size
+                    and (src / "small").is_dir()
+                    and len(os.listdir(src / "small")) == args.files
+                ):
+                    time.sleep(0.2)
+            shutil.rmtree(tmp / "rcache", ignore_errors=True)
+            with rclone_mount(src, tmp / "rmnt", tmp / "rcache") as r:
+                put("cold seq read (MiB/s)", "rclone", seq_read(r / "big"))
+                put(f"stat {args.files} entries (entries/s), cold", "rclone",
+                    stats(r / "small")[0])
+
+        # -- bucketfs
+        with running_hub(tmp / "hub", auth="none") as hub:
+            thread, key = new_bucket(hub, "bench")
+            client = BucketsClient(hub.address).with_thread(thread)
+            with mounted(hub, tmp, key, thread=thread, name="b1") as m:
+                put("seq write 1 MiB blocks + fsync (MiB/s)", "bucketfs",
+                    seq_write(m.path / "big", size))
+                put("warm seq read (MiB/s)", "bucketfs", seq_read(m.path / "big"))
+                put(f"create {args.files} x 4 KiB (files/s)", "bucketfs",
+                    creates(m.path / "small", args.files))
+                put(f"stat {args.files} entries (entries/s)", "bucketfs",
+                    stats(m.path / "small")[0])
+                m.wait_synced(timeout=600)
+                ctb = close_to_bucket(m, client, key, 5)
+                put("close → in bucket root, small file (s, median of 5)", "bucketfs",
+                    statistics.median(ctb))
+                rss1 = peak_rss_mb(m.pid)
+            with mounted(hub, tmp, key, thread=thread, name="b2", writeback_delay=0,
+                         fsync="local") as m:
+                put("seq write 1 MiB blocks + fsync (MiB/s)", "bucketfs fsync=local",
+                    seq_write(m.path / "big2", size))
+                m.wait_synced(timeout=600)
+            # Cold: a new mount with an empty cache reads everything from the hub.
+            with mounted(hub, tmp, key, thread=thread, name="b3") as m:
+                put("cold seq read (MiB/s)", "bucketfs", seq_read(m.path / "big"))
+                put(f"stat {args.files} entries (entries/s), cold", "bucketfs",
+                    stats(m.path / "small")[0])
+                rss3 = peak_rss_mb(m.pid)
+            # ls -l of a big directory pushed from outside in one PushPaths stream.
+            files = [(f"bigdir/e{i:05d}", io.BytesIO(b"e")) for i in range(args.big_dir)]
+            client.push_paths(key, files)
+            with mounted(hub, tmp, key, thread=thread, name="b4") as m:
+                t = time.perf_counter()
+                rate, n = stats(m.path / "bigdir")
+                elapsed = time.perf_counter() - t
+                assert n == args.big_dir, n
+                put(f"ls -l of {n} entries, cold (s)", "bucketfs", elapsed)
+            client.close()
+
+    targets = ["local", "bucketfs", "bucketfs fsync=local", "rclone"]
+    print(f"\nsize={args.size} MiB, files={args.files}, big dir={args.big_dir}")
+    print("| metric | " + " | ".join(targets) + " | bucketfs / local | bucketfs / rclone |")
+    print("| --- |" + " ---: |" * (len(targets) + 2))
+    for metric, vals in rows.items():
+        cells = [f"{vals[t]:.3g}" if t in vals else "" for t in targets]
+        r_local = (f"{vals['bucketfs'] / vals['local']:.2f}x"
+                   if "bucketfs" in vals and "local" in vals else "")
+        r_rc = (f"{vals['bucketfs'] / vals['rclone']:.2f}x"
+                if "bucketfs" in vals and "rclone" in vals else "")
+        print(f"| {metric} | " + " | ".join(cells) + f" | {r_local} | {r_rc} |")
+    print(f"\nmount daemon peak RSS: {rss1:.0f} MB (writes), {rss3:.0f} MB (cold read)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,9 +7,10 @@ Deliberate differences from Textile, all in the direction of linear cost or clea
   *without* ``path_metadata`` except the pushed path's own entry: Textile sends every entry in
   every response, which makes pushing n files cost O(n²) bytes. The root ``path`` of a per-file
   response is the root as last computed: exact for the final file (its response is held back
-  until the stream ends, then sent with the saved root) and for any file after which the client
-  paused; between two files of a fast stream it is the previous computed root. Intermediate
-  roots are never saved in Textile either, so no client can use them for a fast-forward check.
+  until the stream ends, then sent with the saved root); when the client pauses it is
+  recomputed, at most as often as keeps the total cost linear (see ``_paused_root``); between
+  two files of a fast stream it is the previous computed root. Intermediate roots are never
+  saved in Textile either, so no client can use them for a fast-forward check.
 - Paths with ``..``, NUL or over 4096 bytes are rejected (INVALID_ARGUMENT), see ``paths``.
 - MovePath refuses to move a directory into its own subtree (INVALID_ARGUMENT) where Textile
   rearranged the subtree, and records the metadata entry at the final destination path.
@@ -643,6 +644,7 @@ class _PushPathsRun:
         self.slots = FileSlots(self.store.blocks, Path(service.spill_dir))
         self.checked: set[str] = set()
         self.completed = 0
+        self.flushed_at = 0  # self.completed when last_root was last computed
 
     def _reader(self) -> None:
         # Reads the request stream in its own thread so the main loop can notice a pause
@@ -676,9 +678,20 @@ class _PushPathsRun:
         root.path_metadata[rel].updated_at = root.updated_at
         return pb.PushPathsResponse(path=rel, cid=str(cid), size=tsize, pinned=tsize, root=root)
 
-    def _exact_root(self) -> str:
-        cid, _ = self.editor.flush()
-        self.last_root = f"/ipfs/{cid}"
+    def _paused_root(self) -> str:
+        """The root for a response held while the client paused.
+
+        Computing it encodes every changed directory, which costs about as much as the files
+        pushed so far; doing that at every pause would make a stream of n files O(n²) on a
+        client that waits for each response. So the root is recomputed only once the files
+        completed since the last computation are a tenth of all files completed (total cost
+        O(n)); otherwise the last computed root is reused. The final response is exact anyway.
+        """
+        since = self.completed - self.flushed_at
+        if since > 0 and since * 10 >= self.completed:
+            cid, _ = self.editor.flush()
+            self.last_root = f"/ipfs/{cid}"
+            self.flushed_at = self.completed
         return self.last_root
 
     def run(self) -> Iterator[pb.PushPathsResponse]:
@@ -693,7 +706,7 @@ class _PushPathsRun:
                 except queue.Empty:
                     # The client paused: give it the held response with an exact root.
                     assert held is not None
-                    held.root.path = self._exact_root()
+                    held.root.path = self._paused_root()
                     yield held
                     held = None
                     continue

@@ -3,12 +3,16 @@
 A dirty file is its *base* (the remote file DAG it started from, or nothing for a new file)
 overlaid with dirty chunks, cut or zero-extended to ``size``:
 
-- data lives in fixed 256 KiB chunks aligned to the UnixFS chunk, keyed ``(file_id, index)``, in a
-  non-evicting ``diskcache`` under the cache directory; a chunk holds the bytes of its range up
-  to its own length, and anything past that (up to ``size``) reads as zeros (sparse holes);
+- data lives in fixed 256 KiB chunks aligned to the UnixFS chunk: one sparse data file per
+  dirty file (``data/<file_id>``), where chunk ``i`` is the byte range ``[i*256K, (i+1)*256K)``;
+  the record lists which chunks are *present* (as ranges). A present chunk is read from the data
+  file (holes read as zeros); any other chunk is the base file's bytes, or zeros;
 - the per-file :class:`Record` (path, base CID, visible base length, size, mode, mtime, expected
-  remote CID) is saved *before* the data that depends on it, and each save is one SQLite
-  transaction, so the store never holds chunks that no record describes as part of the file;
+  remote CID, present chunks) lives in a non-evicting ``diskcache`` (one SQLite transaction per
+  save). A chunk's data is written *before* the record that marks it present, so a crash never
+  exposes a half-filled chunk as file content, and the size is saved before data beyond it;
+- the first write into a chunk that is not present copies the base bytes of that chunk into the
+  data file first (read-modify-write once per chunk, never again);
 - base bytes are visible only below ``base_len``: a truncate lowers it, so a later extension
   reads zeros rather than resurrecting old content.
 
@@ -22,9 +26,11 @@ pushed. The store itself (diskcache) is thread-safe.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -53,6 +59,7 @@ class Record:
     size: int
     mode: int
     mtime_ns: int
+    chunks: list[list[int]] = dataclasses.field(default_factory=list)  # present: [start, end)
     gen: int = 0  # bumped by every change (not persisted)
     dropped: bool = False  # uploaded-and-clean or discarded: writers must start a new record
     lock: threading.RLock = dataclasses.field(default_factory=threading.RLock, repr=False)
@@ -75,6 +82,8 @@ class DirtyStore:
 
     def __init__(self, directory: Path, base_reader: BaseReader) -> None:
         directory.mkdir(parents=True, exist_ok=True)
+        (directory / "data").mkdir(exist_ok=True)
+        self._dir = directory
         # eviction_policy "none": dirty data must never be dropped to make room.
         self._cache = diskcache.Cache(
             str(directory), eviction_policy="none", size_limit=2**62, cull_limit=0
@@ -131,32 +140,49 @@ class DirtyStore:
         return out
 
     def drop(self, rec: Record) -> None:
-        """Forget a file: its chunks first, then the record (a crash in between leaves a record
-        whose missing chunks read as base data or zeros, never chunks without a record)."""
-        for idx in range((rec.size + CHUNK - 1) // CHUNK):
-            self._cache.delete(("chunk", rec.file_id, idx))
+        """Forget a file: its data first, then the record (a crash in between leaves a record
+        whose present chunks read as zeros — never data without a record)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._data(rec))
         self._cache.delete(("rec", rec.file_id))
 
     def dirty_bytes(self) -> int:
-        """Bytes on disk (chunks and records)."""
-        return self._cache.volume()
+        """Bytes the data files occupy on disk."""
+        total = 0
+        with os.scandir(self._dir / "data") as it:
+            for e in it:
+                with contextlib.suppress(FileNotFoundError):
+                    total += e.stat().st_blocks * 512
+        return total
 
     # -- data ----------------------------------------------------------------------------------
 
     def read(self, rec: Record, offset: int, length: int) -> bytes:
-        """Bytes of the dirty file (base overlaid with chunks, zeros in holes)."""
+        """Bytes of the dirty file (base overlaid with present chunks, zeros in holes)."""
         with rec.lock:
             end = min(rec.size, offset + length)
+            if offset >= end:
+                return b""
             parts = []
-            pos = offset
-            while pos < end:
-                idx = pos // CHUNK
-                cend = min(end, (idx + 1) * CHUNK)
-                chunk = self._chunk(rec, idx)
-                lo, hi = pos - idx * CHUNK, cend - idx * CHUNK
-                piece = chunk[lo:hi]
-                parts.append(piece + bytes(hi - lo - len(piece)))
-                pos = cend
+            fd = self._open(rec, os.O_RDONLY | os.O_CREAT)
+            try:
+                pos = offset
+                while pos < end:
+                    idx = pos // CHUNK
+                    # Extend over the run of chunks with the same source (data file or base).
+                    present = _has(rec.chunks, idx)
+                    stop = idx + 1
+                    while stop * CHUNK < end and _has(rec.chunks, stop) == present:
+                        stop += 1
+                    cend = min(end, stop * CHUNK)
+                    if present:
+                        piece = os.pread(fd, cend - pos, pos)
+                    else:
+                        piece = self._base(rec, pos, cend - pos)
+                    parts.append(piece + bytes(cend - pos - len(piece)))
+                    pos = cend
+            finally:
+                os.close(fd)
             return b"".join(parts)
 
     def write(self, rec: Record, offset: int, data: bytes) -> int:
@@ -165,46 +191,41 @@ class DirtyStore:
             end = offset + len(data)
             if end > rec.size:
                 rec.size = end
-                # Record first: a crash after this leaves zeros at the tail, never a chunk
-                # beyond what the record claims.
+                # Size first: a crash after this shows zeros at the tail, never stray data.
                 self.save(rec)
-            pos = offset
-            while pos < end:
-                idx = pos // CHUNK
-                cstart = idx * CHUNK
-                cend = min(end, cstart + CHUNK)
-                piece = data[pos - offset : cend - offset]
-                if pos == cstart and cend - cstart == CHUNK:
-                    new = bytes(piece)  # whole chunk: no need to read the old one
-                else:
-                    old = bytearray(self._chunk(rec, idx))
-                    lo = pos - cstart
-                    if len(old) < lo:
-                        old += bytes(lo - len(old))
-                    old[lo : lo + len(piece)] = piece
-                    new = bytes(old)
-                self._cache.set(("chunk", rec.file_id, idx), new)
-                pos = cend
+            if not data:
+                return 0
+            fd = self._open(rec, os.O_RDWR | os.O_CREAT)
+            try:
+                first, last = offset // CHUNK, (end - 1) // CHUNK
+                for idx in (first, last) if first != last else (first,):
+                    cstart = idx * CHUNK
+                    covered = offset <= cstart and end >= min(cstart + CHUNK, rec.size)
+                    if not covered and not _has(rec.chunks, idx):
+                        # First touch of a partly written chunk: bring in its base bytes.
+                        base = self._base(rec, cstart, CHUNK)
+                        if base:
+                            os.pwrite(fd, base, cstart)
+                os.pwrite(fd, data, offset)
+            finally:
+                os.close(fd)
+            if _add(rec.chunks, first, last + 1):
+                self.save(rec)  # after the data: a chunk is never present before it is whole
             rec.gen += 1
             return len(data)
 
     def truncate(self, rec: Record, size: int) -> None:
-        """Set the length; a shrink hides the base beyond ``size`` and zeros the chunk tail."""
+        """Set the length; a shrink hides the base and the data beyond ``size`` for good."""
         with rec.lock:
             if size < rec.size:
-                idx = size // CHUNK
-                last = (rec.size + CHUNK - 1) // CHUNK
                 rec.base_len = min(rec.base_len, size)
                 rec.size = size
+                _cut(rec.chunks, (size + CHUNK - 1) // CHUNK)
                 self.save(rec)
-                # Whole chunks past the end go; the boundary chunk keeps only its head.
-                for i in range(idx + 1 if size % CHUNK else idx, last):
-                    self._cache.delete(("chunk", rec.file_id, i))
-                if size % CHUNK:
-                    key = ("chunk", rec.file_id, idx)
-                    old = self._cache.get(key)
-                    if old is not None:
-                        self._cache.set(key, old[: size - idx * CHUNK])
+                path = self._data(rec)
+                with contextlib.suppress(FileNotFoundError):
+                    if os.path.getsize(path) > size:
+                        os.truncate(path, size)  # the boundary chunk's tail becomes a hole
             elif size > rec.size:
                 rec.size = size
                 self.save(rec)
@@ -212,22 +233,51 @@ class DirtyStore:
 
     def iter_content(self, rec: Record) -> Iterator[bytes]:
         """The whole file in chunk-sized pieces (for upload); memory stays at one chunk."""
-        size = rec.size
-        for idx in range((size + CHUNK - 1) // CHUNK):
+        idx = 0
+        while True:
             with rec.lock:
                 n = min(CHUNK, rec.size - idx * CHUNK)
                 if n <= 0:
-                    return  # truncated while uploading; the next upload sends the new state
-                chunk = self._chunk(rec, idx)[:n]
-            yield chunk + bytes(n - len(chunk))
+                    return  # (truncated while uploading: the next upload sends the new state)
+                chunk = self.read(rec, idx * CHUNK, n)
+            yield chunk
+            idx += 1
 
-    def _chunk(self, rec: Record, idx: int) -> bytes:
-        """The current bytes of chunk ``idx`` (may be shorter than the chunk; rest is zeros)."""
-        data = self._cache.get(("chunk", rec.file_id, idx))
-        if data is not None:
-            return data
-        start = idx * CHUNK
-        if rec.base_cid and start < rec.base_len:
-            n = min(CHUNK, rec.base_len - start)
-            return self._read_base(rec.base_cid, rec.base_size, start, n)
-        return b""
+    def _base(self, rec: Record, offset: int, length: int) -> bytes:
+        """Visible base bytes in [offset, offset+length) (shorter or empty past base_len)."""
+        n = min(length, rec.base_len - offset)
+        if not rec.base_cid or n <= 0:
+            return b""
+        return self._read_base(rec.base_cid, rec.base_size, offset, n)
+
+    def _data(self, rec: Record) -> Path:
+        return self._dir / "data" / rec.file_id
+
+    def _open(self, rec: Record, flags: int) -> int:
+        return os.open(self._data(rec), flags, 0o600)
+
+
+def _has(ranges: list[list[int]], idx: int) -> bool:
+    return any(a <= idx < b for a, b in ranges)
+
+
+def _add(ranges: list[list[int]], start: int, stop: int) -> bool:
+    """Mark chunks [start, stop) present (merging ranges); True if anything changed."""
+    if any(a <= start and stop <= b for a, b in ranges):
+        return False
+    merged = [start, stop]
+    keep = []
+    for a, b in ranges:
+        if b < merged[0] or a > merged[1]:
+            keep.append([a, b])
+        else:
+            merged = [min(a, merged[0]), max(b, merged[1])]
+    keep.append(merged)
+    keep.sort()
+    ranges[:] = keep
+    return True
+
+
+def _cut(ranges: list[list[int]], stop: int) -> None:
+    """Forget present chunks at and after ``stop``."""
+    ranges[:] = [[a, min(b, stop)] for a, b in ranges if a < stop]

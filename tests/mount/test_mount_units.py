@@ -75,7 +75,7 @@ def test_options_parse_and_reject_unknown() -> None:
         options.parse("poll=-1")
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     base=st.binary(max_size=3 * CHUNK // 2),
     ops=st.lists(

@@ -29,7 +29,7 @@ from bucketfs.mount.remote import Remote
 log = logging.getLogger(__name__)
 
 CHUNK = 262144
-MEMORY_CHUNKS = 16  # 4 MiB of hot chunks in memory
+MEMORY_CHUNKS = 64  # 16 MiB of hot chunks in memory (a read-ahead window fits 4 times)
 
 
 class ReadCache:
@@ -191,13 +191,14 @@ class ReadCache:
                     ev.set()
 
     def _store(self, cid: str, idx: int, data: bytes, events: dict[int, threading.Event]) -> None:
-        self._disk.set(_dkey(cid, idx), data)
+        # Memory first and wake the waiting reader; the disk copy is for later re-reads.
         self._remember((cid, idx), data)
         ev = events.get(idx)
         if ev is not None:
             with self._lock:
                 self._inflight.pop((cid, idx), None)
             ev.set()
+        self._disk.set(_dkey(cid, idx), data)
 
     def _remember(self, key: tuple[str, int], data: bytes) -> None:
         with self._lock:

@@ -55,7 +55,7 @@ Entries = dict[str, tuple[CID, int]]
 # Decoded directories by CID. A CID names immutable content, so an entry never goes stale;
 # the cache only saves re-decoding large directories (10,000 links cost ~50 ms in Python)
 # on every edit, listing or path resolution. Bounded by the total number of links held.
-_CACHE_MAX_LINKS = 500_000
+_CACHE_MAX_LINKS = 200_000  # roughly 40 MB of names and CIDs at most
 _cache: OrderedDict[CID, Entries | None] = OrderedDict()
 _cache_links = 0
 _cache_lock = threading.Lock()

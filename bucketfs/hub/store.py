@@ -138,17 +138,22 @@ def _prefix_clause(prefix: str) -> tuple[str, tuple[str, str]]:
 
 
 class _GCGate:
-    """Many mutations or one sweep at a time (a minimal readers-writer lock)."""
+    """Many mutations or one sweep at a time (a minimal readers-writer lock).
+
+    A sweep that waits is writer-preferring: from the moment it waits, new mutations wait
+    behind it, so a hub that is never idle still gets collected (writes pause for one sweep).
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._active = 0
         self._sweeping = False
+        self._waiting_sweeps = 0
 
     @contextmanager
     def mutation(self) -> Iterator[None]:
         with self._cond:
-            while self._sweeping:
+            while self._sweeping or self._waiting_sweeps:
                 self._cond.wait()
             self._active += 1
         try:
@@ -160,15 +165,24 @@ class _GCGate:
 
     @contextmanager
     def sweep(self, wait: bool) -> Iterator[bool]:
-        """Yields True when the sweep may run (no mutation in flight), else False."""
+        """Yields True when the sweep may run (no mutation in flight), else False.
+
+        Without ``wait`` a busy gate yields False at once; with it, the sweep waits for the
+        mutations in flight and holds new ones back meanwhile.
+        """
         with self._cond:
-            if wait:
-                while self._active or self._sweeping:
-                    self._cond.wait()
-            elif self._active or self._sweeping:
-                yield False
-                return
-            self._sweeping = True
+            busy = not wait and (self._active > 0 or self._sweeping)
+            if not busy:
+                self._waiting_sweeps += 1
+                try:
+                    while self._active or self._sweeping:
+                        self._cond.wait()
+                finally:
+                    self._waiting_sweeps -= 1
+                self._sweeping = True
+        if busy:
+            yield False
+            return
         try:
             yield True
         finally:
@@ -178,6 +192,7 @@ class _GCGate:
 
 
 CREATE, SAVE, DELETE = "create", "save", "delete"
+GC_MAX_SKIPS = 3
 
 
 @dataclass(frozen=True)
@@ -288,9 +303,13 @@ class HubStore:
             self._gc_thread.start()
 
     def _gc_loop(self) -> None:
+        skipped = 0
         while not self._stop.wait(self.gc_interval):
             try:
-                self.collect_garbage(wait=False)
+                # Try without blocking writers; after three busy intervals in a row, wait for
+                # a gap (and hold new writes back) so a hub that is never idle is collected.
+                stats = self.collect_garbage(wait=skipped >= GC_MAX_SKIPS)
+                skipped = skipped + 1 if stats is None else 0
             except Exception:
                 log.exception("garbage collection failed; retrying at the next interval")
 

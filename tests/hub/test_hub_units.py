@@ -135,3 +135,45 @@ def test_push_slots_stream_and_spill_give_ipfs_cids(
         assert done is not None
         assert done[0].cid == import_bytes(data, MemoryBlockstore()).cid
     assert not list(tmp_path.iterdir())  # spill files are removed
+
+
+def test_gc_gate_waiting_sweep_holds_new_mutations_back() -> None:
+    import threading
+
+    from bucketfs.hub.store import _GCGate
+
+    gate = _GCGate()
+    order: list[str] = []
+    in_mutation = threading.Event()
+    release_mutation = threading.Event()
+
+    def long_mutation() -> None:
+        with gate.mutation():
+            in_mutation.set()
+            release_mutation.wait(30)
+            order.append("first mutation done")
+
+    def sweeper() -> None:
+        with gate.sweep(wait=True) as ok:
+            assert ok
+            order.append("sweep")
+
+    def late_mutation() -> None:
+        with gate.mutation():
+            order.append("late mutation")
+
+    t1 = threading.Thread(target=long_mutation)
+    t1.start()
+    assert in_mutation.wait(30)
+    with gate.sweep(wait=False) as ok:
+        assert not ok  # busy: a non-waiting sweep gives up at once
+    t2 = threading.Thread(target=sweeper)
+    t2.start()
+    while not gate._waiting_sweeps:  # the sweep is now queued behind the mutation
+        threading.Event().wait(0.01)
+    t3 = threading.Thread(target=late_mutation)
+    t3.start()
+    release_mutation.set()
+    for t in (t1, t2, t3):
+        t.join(30)
+    assert order == ["first mutation done", "sweep", "late mutation"]

@@ -49,10 +49,22 @@ TABLE: dict[type[BaseException], int] = {
 }
 
 
+#: FAILED_PRECONDITION texts of the FS service (hub/fs.py) that name a more exact errno.
+PRECONDITION_TEXTS = {
+    "not a directory": errno.ENOTDIR,
+    "is a directory": errno.EISDIR,
+    "directory not empty": errno.ENOTEMPTY,
+}
+
+
 def to_errno(exc: BaseException) -> int:
     """The errno for ``exc``; unexpected exceptions are logged with their traceback (EIO)."""
     if isinstance(exc, FSError):
         return exc.errno
+    if type(exc) is ce.FailedPrecondition:
+        for text, err in PRECONDITION_TEXTS.items():
+            if text in exc.message:
+                return err
     for cls in type(exc).__mro__:
         if cls in TABLE:
             return TABLE[cls]

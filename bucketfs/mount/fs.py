@@ -60,6 +60,7 @@ SEED_NAME = ".textileseed"  # the bucket's seed block: hidden, never touched
 DEFAULT_MODE = {"file": 0o644, "dir": 0o755, "symlink": 0o777}
 TYPE_BITS = {"file": stat.S_IFREG, "dir": stat.S_IFDIR, "symlink": stat.S_IFLNK}
 MAX_LISTINGS = 4096  # cached directories (each bounded by its entry count)
+RELIST_MAX = 128  # directories compared when the root moves elsewhere
 XATTR_CID = "user.bucketfs.cid"
 XATTR_ROOT = "user.bucketfs.root"
 RENAME_NOREPLACE = 1
@@ -623,6 +624,7 @@ class BucketFS:
 
     def status(self) -> dict:
         """A snapshot for ``bucketfs umount``/``status``."""
+        cache_bytes = self.reads.volume()  # disk I/O: outside _lock
         with self._lock:
             recs = list(self._dirty.values())
             return {
@@ -638,6 +640,8 @@ class BucketFS:
                 "conflicts": self.stats.conflicts,
                 "conflict_paths": list(self.stats.conflict_paths),
                 "remote_changes": self.stats.remote_changes,
+                "fetched_bytes": self.reads.fetched_bytes,
+                "read_cache_bytes": cache_bytes,
                 "inodes": len(self._inodes),
                 "open_files": len(self._handles),
             }
@@ -665,6 +669,11 @@ class BucketFS:
         old_root = self.root
         with self._lock:
             dirs = [p for p, d in self._listings.items() if d.root == old_root]
+            # Re-list only the most recently used directories; older ones are simply dropped
+            # (the kernel forgets their entries within the TTL, and they are re-read on use).
+            for p in dirs[:-RELIST_MAX]:
+                del self._listings[p]
+            dirs = dirs[-RELIST_MAX:]
         fresh: dict[str, dict[str, RemoteItem] | None] = {}
         for path in dirs:
             try:

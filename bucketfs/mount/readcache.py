@@ -1,16 +1,19 @@
-"""Reading remote file content: a content-addressed chunk cache with read-ahead.
+"""Reading remote file content: verified blocks, fetched only as needed, with read-ahead.
 
-File content is addressed by the file DAG's CID, which never changes meaning, so cached data is
-never stale and needs no invalidation — only eviction. Data is cached in 256 KiB chunks aligned
-to the UnixFS chunk size (``(cid, index)`` → bytes) in a size-bounded LRU ``diskcache``, with a
-few recent chunks in memory so that two 128 KiB kernel reads of one chunk cost one disk read.
+A read of ``[offset, offset+length)`` of the file DAG ``cid`` goes through
+:class:`~bucketfs.ipfs.reader.FileReader` over a :class:`~.blockcache.RemoteBlockstore`, so only
+the blocks the range needs are fetched, and every block is verified against its CID. Content is
+addressed by CID, so nothing cached ever goes stale — it is only evicted (LRU, ``cache_size``).
 
-A miss fetches only the chunks the read needs, with one ``FS.ReadFile`` range call. When a
-handle reads sequentially, the next ``readahead`` chunks are fetched in the background (one
-range call), so a streaming reader rarely waits for the hub. Concurrent requests for the same
-chunk share one fetch.
+Sequential readers get read-ahead: the leaf CIDs of the next ``readahead`` chunks are found from
+the (cached) internal nodes and fetched in one ``GetBlocks`` call in the background, refilled
+when half of the window is used — the hub sees few large calls, not one per 256 KiB leaf.
 
-Lock rule: ``_lock`` guards only the in-memory dicts; no network or disk I/O happens under it.
+Files this mount uploads are chunked exactly as the hub's importer chunks them (256 KiB raw
+leaves), so :meth:`ReadCache.adopt` files the uploaded chunks under their leaf CIDs: reading
+back what this mount wrote fetches only the small internal nodes from the hub.
+
+Lock rule: ``_lock`` guards only the in-memory dicts; no network or disk I/O under it.
 """
 
 from __future__ import annotations
@@ -22,71 +25,54 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import diskcache
-
+from bucketfs.ipfs.cid import CID, RAW
+from bucketfs.ipfs.reader import FileReader
+from bucketfs.mount.blockcache import RemoteBlockstore
 from bucketfs.mount.remote import Remote
 
 log = logging.getLogger(__name__)
 
 CHUNK = 262144
-MEMORY_CHUNKS = 64  # 16 MiB of hot chunks in memory (a read-ahead window fits 4 times)
+READERS = 16  # open FileReaders (each caches up to 4 parsed nodes: at most 16 MiB)
 
 
 class ReadCache:
-    """Chunked reads of remote file DAGs through a bounded LRU disk cache."""
+    """Range reads of remote file DAGs through a verified, bounded block cache."""
 
     def __init__(
         self, remote: Remote, directory: Path, size_limit: int, readahead: int = 16
     ) -> None:
-        self._remote = remote
-        self._disk = diskcache.Cache(
-            str(directory),
-            size_limit=size_limit,
-            eviction_policy="least-recently-used",
-            cull_limit=64,
-        )
+        self.blocks = RemoteBlockstore(remote, directory, size_limit)
         self._readahead = readahead
         self._lock = threading.Lock()
-        self._mem: collections.OrderedDict[tuple[str, int], bytes] = collections.OrderedDict()
-        self._inflight: dict[tuple[str, int], threading.Event] = {}
+        self._readers: collections.OrderedDict[str, FileReader] = collections.OrderedDict()
         self._ahead: dict[str, int] = {}  # per CID: the last chunk read-ahead has scheduled
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="readahead")
-        self.fetched_bytes = 0  # bytes received from the hub (for status and tests)
+
+    @property
+    def fetched_bytes(self) -> int:
+        """Verified bytes received from the hub (for status and tests)."""
+        return self.blocks.fetched_bytes
 
     def close(self) -> None:
         """Stop read-ahead and close the disk cache."""
         self._pool.shutdown(wait=True, cancel_futures=True)
-        self._disk.close()
+        self.blocks.close()
 
     def volume(self) -> int:
         """Bytes the disk cache holds."""
-        return self._disk.volume()
+        return self.blocks.volume()
 
     def read(self, cid: str, size: int, offset: int, length: int) -> bytes:
-        """``length`` bytes at ``offset`` of the file ``cid`` whose logical size is ``size``."""
-        end = min(size, offset + length)
-        if offset >= end:
+        """Up to ``length`` bytes at ``offset`` of the file ``cid`` (fewer at EOF)."""
+        if length <= 0 or offset >= size:
             return b""
-        first, last = offset // CHUNK, (end - 1) // CHUNK
-        parts = []
-        for idx in range(first, last + 1):
-            data = self.chunk(cid, size, idx)
-            lo = max(offset, idx * CHUNK) - idx * CHUNK
-            hi = min(end, (idx + 1) * CHUNK) - idx * CHUNK
-            piece = data[lo:hi]
-            if len(piece) < hi - lo:  # a short chunk from the hub: never return garbage
-                piece += bytes(hi - lo - len(piece))
-            parts.append(piece)
-        return b"".join(parts)
+        return self._reader(cid).read(offset, min(length, size - offset))
 
-    def prefetch(self, cid: str, size: int, after: int) -> None:
-        """Sequential read-ahead: keep ``readahead`` chunks past byte ``after`` on the way.
-
-        The window is refilled in one range call when less than half of it is left, so the hub
-        sees few large reads instead of one call per chunk (per-call overhead dominated).
-        """
+    def prefetch(self, cid: str, size: int, offset: int) -> None:
+        """Sequential read-ahead from byte ``offset`` (see the module docstring)."""
         nchunks = (size + CHUNK - 1) // CHUNK
-        idx = after // CHUNK
+        idx = offset // CHUNK
         with self._lock:
             ahead = self._ahead.get(cid, -1)
             if ahead >= nchunks - 1 or ahead - idx > self._readahead // 2:
@@ -98,43 +84,17 @@ class ReadCache:
             self._ahead[cid] = stop - 1
             if len(self._ahead) > 1024:
                 self._ahead.clear()  # a hint table, not state: bounded by forgetting
-        self._pool.submit(self._prefetch, cid, size, start, stop)
-
-    def chunk(self, cid: str, size: int, idx: int) -> bytes:
-        """Chunk ``idx`` of ``cid``, from memory, disk or the hub (in that order)."""
-        key = (cid, idx)
-        while True:
-            with self._lock:
-                data = self._mem.get(key)
-                if data is not None:
-                    self._mem.move_to_end(key)
-                    return data
-                waiting = self._inflight.get(key)
-            if waiting is not None:
-                waiting.wait(timeout=120)
-                # The fetch may have failed; loop and fetch ourselves if it is still missing.
-                with self._lock:
-                    if key in self._mem:
-                        continue
-            data = self._disk.get(_dkey(cid, idx))
-            if data is not None:
-                self._remember(key, data)
-                return data
-            self._fetch(cid, size, idx, idx + 1)
-            with self._lock:
-                data = self._mem.get(key)
-            if data is not None:
-                return data
-            raise OSError(5, f"chunk {idx} of {cid} missing after fetch")
+        self._pool.submit(self._prefetch, cid, start * CHUNK, stop * CHUNK)
 
     def adopt(self, cid: str, chunks: Iterator[bytes], done: Callable[[], None]) -> None:
-        """In the background, file the chunks of content we just uploaded under its CID (so
-        reading back what this mount wrote never goes to the hub), then call ``done``."""
+        """In the background, cache the chunks of content we just uploaded as the raw leaves
+        the hub made of them, then call ``done``."""
 
         def run() -> None:
             try:
-                for idx, data in enumerate(chunks):
-                    self._disk.set(_dkey(cid, idx), data)
+                for chunk in chunks:
+                    # Keyed by its own hash: correct whatever the hub's chunking was.
+                    self.blocks.put(CID.of_raw(chunk), chunk, trusted=True)
             except Exception:  # only a cache warm-up: the hub has the data
                 log.warning("could not keep uploaded %s in the read cache", cid, exc_info=True)
             finally:
@@ -144,69 +104,48 @@ class ReadCache:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _prefetch(self, cid: str, size: int, start: int, stop: int) -> None:
-        try:
-            # Skip chunks already on disk; fetch from the first missing one.
-            while start < stop and _dkey(cid, start) in self._disk:
-                start += 1
-            if start < stop:
-                self._fetch(cid, size, start, stop)
-        except Exception:  # read-ahead is a hint: log, and let the real read retry
-            log.warning("read-ahead of %s chunks %d-%d failed", cid, start, stop, exc_info=True)
-
-    def _fetch(self, cid: str, size: int, start: int, stop: int) -> None:
-        """Fetch chunks [start, stop) with one range call; store each one as it completes."""
-        events: dict[int, threading.Event] = {}
+    def _reader(self, cid: str) -> FileReader:
         with self._lock:
-            for idx in range(start, stop):
-                if (cid, idx) not in self._inflight:
-                    ev = threading.Event()
-                    self._inflight[(cid, idx)] = ev
-                    events[idx] = ev
-        if not events:
-            return
-        lo, hi = min(events), max(events) + 1
-        try:
-            buf = bytearray()
-            idx = lo
-            pos = lo * CHUNK
-            for off, data in self._remote.read_file(cid, pos, (hi - lo) * CHUNK):
-                if off != pos + len(buf):
-                    raise OSError(5, f"hub sent offset {off}, expected {pos + len(buf)}")
-                buf += data
-                self.fetched_bytes += len(data)
-                while len(buf) >= CHUNK and idx < hi:
-                    self._store(cid, idx, bytes(buf[:CHUNK]), events)
-                    del buf[:CHUNK]
-                    pos += CHUNK
-                    idx += 1
-            # The last chunk of the file is short; anything else short means EOF moved.
-            if idx < hi and (buf or idx * CHUNK < size):
-                self._store(cid, idx, bytes(buf), events)
-                idx += 1
-        finally:
-            with self._lock:
-                for i, ev in events.items():
-                    self._inflight.pop((cid, i), None)
-                    ev.set()
-
-    def _store(self, cid: str, idx: int, data: bytes, events: dict[int, threading.Event]) -> None:
-        # Memory first and wake the waiting reader; the disk copy is for later re-reads.
-        self._remember((cid, idx), data)
-        ev = events.get(idx)
-        if ev is not None:
-            with self._lock:
-                self._inflight.pop((cid, idx), None)
-            ev.set()
-        self._disk.set(_dkey(cid, idx), data)
-
-    def _remember(self, key: tuple[str, int], data: bytes) -> None:
+            r = self._readers.get(cid)
+            if r is not None:
+                self._readers.move_to_end(cid)
+                return r
+        r = FileReader(self.blocks, CID.decode(cid), cache_blocks=4)
         with self._lock:
-            self._mem[key] = data
-            self._mem.move_to_end(key)
-            while len(self._mem) > MEMORY_CHUNKS:
-                self._mem.popitem(last=False)
+            self._readers[cid] = r
+            while len(self._readers) > READERS:
+                self._readers.popitem(last=False)
+        return r
+
+    def _prefetch(self, cid: str, start: int, stop: int) -> None:
+        try:
+            leaves = _leaves(self._reader(cid), start, stop)
+            missing = [c for c in leaves if not self.blocks.has(c)]
+            if missing:
+                self.blocks.fetch(missing)
+        except Exception:  # read-ahead is a hint: log, and let the real read fetch
+            log.warning("read-ahead of %s [%d, %d) failed", cid, start, stop, exc_info=True)
 
 
-def _dkey(cid: str, idx: int) -> str:
-    return f"{cid}:{idx}"
+def _leaves(reader: FileReader, start: int, stop: int) -> list[CID]:
+    """CIDs of the raw leaves under ``[start, stop)``; internal nodes are fetched (small),
+    raw leaves are not."""
+    out: list[CID] = []
+
+    def walk(cid: CID, lo_base: int, node: tuple) -> None:
+        _inline, children, sizes, _total = node
+        pos = lo_base + len(_inline)
+        for child, size in zip(children, sizes, strict=True):
+            lo, hi = pos, pos + size
+            pos = hi
+            if hi <= start:
+                continue
+            if lo >= stop:
+                break
+            if child.codec == RAW:
+                out.append(child)
+            else:
+                walk(child, lo, reader._node(child))  # noqa: SLF001 - same project, parsed cache
+
+    walk(reader.cid, 0, reader._node(reader.cid))  # noqa: SLF001
+    return out

@@ -120,6 +120,20 @@ class Remote:
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc
 
+    def get_blocks(self, cids: list[str]) -> Iterator[tuple[str, bytes]]:
+        """FS.GetBlocks: ``(cid, data)`` in request order (unverified: the caller verifies)."""
+        call = self._fs.GetBlocks(
+            fpb.GetBlocksRequest(key=self.key, cids=cids), metadata=self._metadata(),
+            timeout=UNARY_DEADLINE,
+        )
+        try:
+            for block in call:
+                yield block.cid, block.data
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+        finally:
+            call.cancel()
+
     def watch_root(self) -> RootWatch:
         """FS.WatchRoot: iterate over root paths (current first); ``cancel()`` ends it."""
         call = self._fs.WatchRoot(fpb.WatchRootRequest(key=self.key), metadata=self._metadata())

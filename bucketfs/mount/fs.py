@@ -400,9 +400,7 @@ class BucketFS:
             with rec.lock:
                 if rec.dropped:
                     continue  # just uploaded and cleaned: start a new record on the new base
-                n = self.store.write(rec, offset, data)
-                rec.mtime_ns = now_ns()
-                return n
+                return self.store.write(rec, offset, data, mtime_ns=now_ns())
         raise FSError(errno.EIO, "could not get a stable dirty record")
 
     def flush(self, fh: int) -> None:
@@ -410,8 +408,7 @@ class BucketFS:
         h = self._handle(fh)
         rec = self._record_of(h.ino)
         if rec is not None:
-            with rec.lock:
-                self.store.save(rec)
+            self.store.save_if_changed(rec)
 
     def release(self, fh: int) -> None:
         """The last descriptor of ``fh`` is gone: schedule the upload after the delay."""

@@ -61,12 +61,13 @@ class Record:
     mtime_ns: int
     chunks: list[list[int]] = dataclasses.field(default_factory=list)  # present: [start, end)
     gen: int = 0  # bumped by every change (not persisted)
+    saved_gen: int = -1  # gen at the last save (not persisted)
     dropped: bool = False  # uploaded-and-clean or discarded: writers must start a new record
     lock: threading.RLock = dataclasses.field(default_factory=threading.RLock, repr=False)
 
     def to_json(self) -> str:
         """The persisted form."""
-        skip = {"lock", "gen", "dropped"}
+        skip = {"lock", "gen", "dropped", "saved_gen"}
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
         return json.dumps(d, sort_keys=True)
 
@@ -123,6 +124,13 @@ class DirtyStore:
     def save(self, rec: Record) -> None:
         """Persist ``rec`` (atomically: one SQLite transaction)."""
         self._cache.set(("rec", rec.file_id), rec.to_json())
+        rec.saved_gen = rec.gen
+
+    def save_if_changed(self, rec: Record) -> None:
+        """Persist ``rec`` if anything changed since the last save (close(2) calls this)."""
+        with rec.lock:
+            if rec.saved_gen != rec.gen:
+                self.save(rec)
 
     def load_all(self) -> list[Record]:
         """Every persisted record; damaged ones are set aside (renamed key) and logged."""
@@ -185,15 +193,22 @@ class DirtyStore:
                 os.close(fd)
             return b"".join(parts)
 
-    def write(self, rec: Record, offset: int, data: bytes) -> int:
-        """Write ``data`` at ``offset`` (extending the file as needed); returns len(data)."""
+    def write(self, rec: Record, offset: int, data: bytes, mtime_ns: int | None = None) -> int:
+        """Write ``data`` at ``offset`` (extending the file as needed); returns len(data).
+
+        One record save at most, *after* the data: until then the new bytes are beyond the
+        recorded size or in chunks not yet marked present, i.e. invisible — so a crash at any
+        point shows either the old or the new state of each chunk, never a half-filled one.
+        """
         with rec.lock:
             end = offset + len(data)
-            if end > rec.size:
-                rec.size = end
-                # Size first: a crash after this shows zeros at the tail, never stray data.
-                self.save(rec)
+            grew = end > rec.size
+            if mtime_ns is not None:
+                rec.mtime_ns = mtime_ns
             if not data:
+                if grew:
+                    rec.size = end
+                    self.save(rec)
                 return 0
             fd = self._open(rec, os.O_RDWR | os.O_CREAT)
             try:
@@ -209,9 +224,11 @@ class DirtyStore:
                 os.pwrite(fd, data, offset)
             finally:
                 os.close(fd)
-            if _add(rec.chunks, first, last + 1):
-                self.save(rec)  # after the data: a chunk is never present before it is whole
             rec.gen += 1
+            if grew:
+                rec.size = end
+            if _add(rec.chunks, first, last + 1) or grew:
+                self.save(rec)  # after the data: a chunk is never present before it is whole
             return len(data)
 
     def truncate(self, rec: Record, size: int) -> None:

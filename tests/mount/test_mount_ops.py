@@ -221,3 +221,25 @@ def test_unlink_while_open_and_umount_flushes(hub, thread, client, tmp_path) -> 
     names = {i.name for i in client.list_path(key, "").item.items}
     assert "kept.txt" in names and "gone" not in names
     assert pull(client, key, "kept.txt") == b"waits for umount"
+
+
+def test_editor_atomic_save_and_temp_rename(mnt, client, bucket) -> None:  # noqa: ANN001
+    d = mnt.path / "save"
+    os.mkdir(d)
+    (d / "notes.txt").write_text("v1")
+    mnt.wait_synced()
+    for version in ("v2", "v3"):  # write a temp file, fsync, rename over the original
+        with open(d / ".notes.txt.tmp", "w") as f:
+            f.write(version)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(d / ".notes.txt.tmp", d / "notes.txt")
+        assert (d / "notes.txt").read_text() == version
+    # rsync/browser style: a never-uploaded temp name renamed before its upload
+    (d / ".part").write_bytes(b"download")
+    os.rename(d / ".part", d / "file.bin")
+    mnt.wait_synced()
+    listed = {i.name for i in client.list_path(bucket, "save").item.items}
+    assert listed == {"notes.txt", "file.bin"}
+    assert pull(client, bucket, "save/notes.txt") == b"v3"
+    assert pull(client, bucket, "save/file.bin") == b"download"

@@ -133,10 +133,11 @@ def _run_locked(
     log.info("mounted bucket %s at %s (root %s)", remote.key, mountpoint, fs.root)
     if ready is not None:
         ready(None)
+    # Unless the kernel ended the session (fusermount3 -u), the mount is still there and
+    # pyfuse3.close must take it down, or it would be left dead ("transport endpoint ...").
     unmounted = False
     try:
-        trio.run(_serve)
-        unmounted = True
+        unmounted = not trio.run(_serve)
     finally:
         reconciler.stop()
         notifier.close()
@@ -154,17 +155,23 @@ def _run_locked(
     return 0
 
 
-async def _serve() -> None:
-    """pyfuse3's loop, ended by the kernel unmount or by SIGTERM/SIGINT/SIGHUP."""
+async def _serve() -> bool:
+    """pyfuse3's loop, ended by the kernel unmount or by SIGTERM/SIGINT/SIGHUP.
+
+    Returns True if a signal ended it (the kernel mount still exists)."""
+    signalled = False
     async with trio.open_nursery() as nursery:
 
         async def on_signal() -> None:
+            nonlocal signalled
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
                 async for sig in sigs:
                     log.info("signal %s: unmounting", sig)
+                    signalled = True
                     pyfuse3.terminate()
                     return
 
         nursery.start_soon(on_signal)
         await pyfuse3.main()
         nursery.cancel_scope.cancel()
+    return signalled

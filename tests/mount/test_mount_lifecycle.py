@@ -93,3 +93,22 @@ def test_mount_errors_are_one_line(hub, thread, tmp_path) -> None:  # noqa: ANN0
     ]
     res = run_cli(env, "mount", "x", str(tmp_path / "missing"), "-o", "bogus", check=False)
     assert res.returncode == 2 and "unknown mount option" in res.stderr
+
+
+def test_sigterm_unmounts_and_uploads(hub, thread, client, tmp_path) -> None:  # noqa: ANN001
+    import signal
+
+    _, key = new_bucket(hub, "sigterm", thread=thread)
+    with mounted(hub, tmp_path, key, thread=thread, writeback_delay=3600, umount=False) as m:
+        (m.path / "t.txt").write_bytes(b"before SIGTERM")
+        os.kill(m.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                os.kill(m.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        with open("/proc/self/mountinfo") as f:
+            assert str(m.path) not in f.read()  # no dead mount left behind
+    assert pull(client, key, "t.txt") == b"before SIGTERM"

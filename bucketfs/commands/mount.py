@@ -102,6 +102,7 @@ def _resolve_bucket(client: object, bucket: str | None, default_key: str) -> str
 
 
 def _options(args: argparse.Namespace):  # noqa: ANN202
+    from bucketfs.config import MountConfig
     from bucketfs.mount import options
 
     cfg = load_config(args)
@@ -109,6 +110,13 @@ def _options(args: argparse.Namespace):  # noqa: ANN202
         cache_dir=cfg.mount.resolved_cache_dir(),
         cache_size=cfg.mount.cache_size,
     )
+    # config.toml's [mount] poll / writeback_delay apply when the user set them; the config
+    # module's built-in defaults (30 s / 2 s) are not the mount's (2 s / 1 s, issue 5).
+    builtin = MountConfig()
+    if cfg.mount.poll != builtin.poll:
+        base.poll = cfg.mount.poll
+    if cfg.mount.writeback_delay != builtin.writeback_delay:
+        base.writeback_delay = cfg.mount.writeback_delay
     return options.parse(args.options, base), cfg
 
 

@@ -18,7 +18,9 @@ log = logging.getLogger(__name__)
 
 #: Sub-command modules, in the order ``--help`` lists them. A module missing from the tree is
 #: a packaging bug, so imports are not guarded.
-COMMAND_MODULES: list[str] = ["thread", "bucket", "cid", "completion"]
+COMMAND_MODULES: list[str] = [
+    "hub", "key", "identity", "thread", "bucket", "mount", "cid", "completion",
+]
 
 EPILOG = """examples:
   bucketfs demo                          start a local hub and mount a demo bucket

@@ -119,6 +119,8 @@ def _run_locked(
         state["exit_flush"] = bool(req.get("flush", True))
         yield {"ok": True}
 
+    if opts.metrics:
+        _serve_metrics(fs, opts.metrics)
     ops = Ops(fs, ttl=opts.ttl)
     sock = control.socket_path(mountpoint)  # before the mount exists: nothing may touch it now
     pyfuse3.init(ops, mountpoint, opts.fuse_options(f"bucketfs:{remote.key}"))
@@ -175,3 +177,13 @@ async def _serve() -> bool:
         await pyfuse3.main()
         nursery.cancel_scope.cancel()
     return signalled
+
+
+def _serve_metrics(fs: BucketFS, listen: str) -> None:
+    """Serve Prometheus metrics; queue and cache gauges are read from the core on each scrape."""
+    from bucketfs import metrics
+
+    metrics.QUEUE_FILES.set_function(lambda: fs.status()["dirty_files"])
+    metrics.QUEUE_BYTES.set_function(lambda: fs.status()["dirty_bytes"])
+    metrics.CACHE_BYTES.labels("read").set_function(lambda: fs.status()["read_cache_bytes"])
+    metrics.serve(listen)

@@ -23,10 +23,14 @@ from typing import Any
 import pyfuse3
 import trio
 
+from bucketfs import metrics
 from bucketfs.mount.errors import to_errno
 from bucketfs.mount.fs import Attr, BucketFS
 
 log = logging.getLogger(__name__)
+
+_READ_BYTES = metrics.BYTES.labels("mount", "read")
+_WRITE_BYTES = metrics.BYTES.labels("mount", "write")
 
 BLKSIZE = 262144
 
@@ -89,9 +93,10 @@ class Ops(pyfuse3.Operations):
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
-            return await trio.to_thread.run_sync(
-                lambda: fn(*args, **kwargs), limiter=self._limiter
-            )
+            with metrics.timed("mount", getattr(fn, "__name__", "op")):
+                return await trio.to_thread.run_sync(
+                    lambda: fn(*args, **kwargs), limiter=self._limiter
+                )
         except pyfuse3.FUSEError:
             raise
         except Exception as exc:
@@ -200,10 +205,14 @@ class Ops(pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=fh), self._entry(attr)
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
-        return await self._call(self.fs.read, fh, off, size)
+        data = await self._call(self.fs.read, fh, off, size)
+        _READ_BYTES.inc(len(data))
+        return data
 
     async def write(self, fh: int, off: int, buf: bytes) -> int:
-        return await self._call(self.fs.write, fh, off, buf)
+        written = await self._call(self.fs.write, fh, off, buf)
+        _WRITE_BYTES.inc(written)
+        return written
 
     async def flush(self, fh: int) -> None:
         await self._call(self.fs.flush, fh)

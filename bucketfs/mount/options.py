@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bucketfs import metrics
 from bucketfs.config import parse_size
 from bucketfs.errors import UserError
 
@@ -26,6 +27,7 @@ class MountOptions:
     fsync_local: bool = False
     ttl: float = 1.0
     watch: bool = True  # follow FS.WatchRoot when the hub offers it
+    metrics: str = ""  # HOST:PORT to serve Prometheus metrics on ("" = off)
     extra: list[str] = field(default_factory=list)  # passed to FUSE as is (e.g. "noatime")
 
     def fuse_options(self, fsname: str) -> set[str]:
@@ -72,6 +74,9 @@ def parse(text: str | list[str] | None, base: MountOptions | None = None) -> Mou
                 opts.ttl = _non_negative(value)
             elif name == "fsync" and value in ("local", "remote"):
                 opts.fsync_local = value == "local"
+            elif name == "metrics" and eq:
+                metrics.parse_listen(value)  # fail at mount time, not in the daemon
+                opts.metrics = value
             elif name == "nowatch":
                 opts.watch = False
             elif name in _KNOWN_FUSE:
@@ -80,7 +85,8 @@ def parse(text: str | list[str] | None, base: MountOptions | None = None) -> Mou
             else:
                 raise UserError(
                     f"unknown mount option {item!r} (known: ro, allow_other, cache_dir=DIR, "
-                    "cache_size=SIZE, poll=SECONDS, writeback_delay=SECONDS, fsync=local)",
+                    "cache_size=SIZE, poll=SECONDS, writeback_delay=SECONDS, fsync=local, "
+                    "metrics=HOST:PORT)",
                     exit_code=2,
                 )
         except (ValueError, UserError) as exc:

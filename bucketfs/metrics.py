@@ -4,7 +4,8 @@ Metrics are always counted (prometheus_client's counters are cheap); they are on
 when ``--metrics HOST:PORT`` is given. One registry per process keeps the names stable:
 ``bucketfs_ops_total{component,op,result}``, ``bucketfs_op_seconds{component,op}``,
 ``bucketfs_bytes_total{component,direction}``, ``bucketfs_upload_queue_files``,
-``bucketfs_upload_queue_bytes`` and ``bucketfs_cache_bytes{cache}``.
+``bucketfs_upload_queue_bytes``, ``bucketfs_hub_transfer_bytes{direction}`` and
+``bucketfs_cache_bytes{cache}``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ BYTES = Counter(
 )
 QUEUE_FILES = Gauge("bucketfs_upload_queue_files", "Files waiting for upload", registry=REGISTRY)
 QUEUE_BYTES = Gauge("bucketfs_upload_queue_bytes", "Dirty bytes not uploaded", registry=REGISTRY)
+HUB_BYTES = Gauge(
+    "bucketfs_hub_transfer_bytes", "Bytes a mount moved to/from the hub", ["direction"],
+    registry=REGISTRY,
+)
 CACHE_BYTES = Gauge("bucketfs_cache_bytes", "Bytes held by a cache", ["cache"], registry=REGISTRY)
 
 

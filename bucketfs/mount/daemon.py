@@ -186,4 +186,6 @@ def _serve_metrics(fs: BucketFS, listen: str) -> None:
     metrics.QUEUE_FILES.set_function(lambda: fs.status()["dirty_files"])
     metrics.QUEUE_BYTES.set_function(lambda: fs.status()["dirty_bytes"])
     metrics.CACHE_BYTES.labels("read").set_function(lambda: fs.status()["read_cache_bytes"])
+    metrics.HUB_BYTES.labels("up").set_function(lambda: fs.stats.uploaded_bytes)
+    metrics.HUB_BYTES.labels("down").set_function(lambda: fs.reads.fetched_bytes)
     metrics.serve(listen)

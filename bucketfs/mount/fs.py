@@ -124,6 +124,7 @@ class Stats:
     """Counters for the status command."""
 
     uploads: int = 0
+    uploaded_bytes: int = 0
     upload_errors: int = 0
     conflicts: int = 0
     remote_changes: int = 0
@@ -638,6 +639,7 @@ class BucketFS:
                 "conflict_paths": list(self.stats.conflict_paths),
                 "remote_changes": self.stats.remote_changes,
                 "fetched_bytes": self.reads.fetched_bytes,
+                "uploaded_bytes": self.stats.uploaded_bytes,
                 "read_cache_bytes": cache_bytes,
                 "inodes": len(self._inodes),
                 "open_files": len(self._handles),
@@ -933,6 +935,7 @@ class BucketFS:
             with rec.lock, self._lock:
                 rec.expect_cid = cid
                 self.stats.uploads += 1
+                self.stats.uploaded_bytes += sent[0]
                 self.stats.last_sync = time.time()
                 if rec.gen == gen and self._dirty.get(path) is rec:
                     # Clean now: the bucket holds exactly this content.

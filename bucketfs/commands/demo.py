@@ -19,6 +19,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bucketfs.commands.common import add_parser
 from bucketfs.errors import UserError
 from bucketfs.hub.store import data_dir_default
 
@@ -39,13 +40,10 @@ CID a file gets.
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``demo`` command."""
-    p = sub.add_parser(
-        "demo",
-        help="start a local hub and mount a demo bucket",
+    p = add_parser(
+        sub, "demo", "start a local hub and mount a demo bucket", EPILOG,
         description="Start the embedded hub (unless one answers), create the bucket 'demo' and "
         "mount it in the background.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--mountpoint", default=str(Path.home() / "bucketfs-demo"))
     p.add_argument("--stop", action="store_true", help="unmount the demo and stop its hub")

@@ -183,9 +183,10 @@ def _serve_metrics(fs: BucketFS, listen: str) -> None:
     """Serve Prometheus metrics; queue and cache gauges are read from the core on each scrape."""
     from bucketfs import metrics
 
-    metrics.QUEUE_FILES.set_function(lambda: fs.status()["dirty_files"])
-    metrics.QUEUE_BYTES.set_function(lambda: fs.status()["dirty_bytes"])
-    metrics.CACHE_BYTES.labels("read").set_function(lambda: fs.status()["read_cache_bytes"])
+    # Each gauge reads only what it reports: fs.status() would also walk the read cache on disk.
+    metrics.QUEUE_FILES.set_function(lambda: len(fs.dirty_records()))
+    metrics.QUEUE_BYTES.set_function(lambda: sum(r.size for r in fs.dirty_records()))
+    metrics.CACHE_BYTES.labels("read").set_function(fs.reads.volume)
     metrics.HUB_BYTES.labels("up").set_function(lambda: fs.stats.uploaded_bytes)
     metrics.HUB_BYTES.labels("down").set_function(lambda: fs.reads.fetched_bytes)
     metrics.serve(listen)

@@ -307,7 +307,11 @@ def run_push(args: argparse.Namespace) -> int:
         if local == "-":
             if not remote or remote.endswith("/"):
                 raise _usage("pushing stdin needs a REMOTE file path")
-            result = client.push_path(key, remote, sys.stdin.buffer, root=args.root)
+            # Unbuffered: the push reads stdin from a gRPC daemon thread, and a rejected push
+            # exits while that thread may still block in read(); a BufferedReader's lock then
+            # aborts interpreter shutdown ("could not acquire lock for <stdin>").
+            stdin = open(sys.stdin.fileno(), "rb", buffering=0, closefd=False)  # noqa: SIM115
+            result = client.push_path(key, remote, stdin, root=args.root)
             files = [{"path": remote.lstrip("/"), "cid": result.cid, "size": result.size}]
             return _report_push(args, files, result.root)
         src = Path(local)

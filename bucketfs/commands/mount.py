@@ -43,6 +43,9 @@ options (-o, comma-separated):
   poll=SECONDS        how often to check the bucket root when the hub cannot push changes
   writeback_delay=S   seconds after the last close before a file is uploaded (default 1)
   fsync=local         fsync returns once data is in the local cache, not in the bucket
+  hub_timeout=SECONDS how long a call may wait for the hub before a read of data that is
+                      not cached fails with EIO (default 30); writes and namespace changes
+                      never wait for the hub (see docs/durability.md)
 """
 
 UMOUNT_EPILOG = """examples:
@@ -120,6 +123,33 @@ def _options(args: argparse.Namespace):  # noqa: ANN202
     return options.parse(args.options, base), cfg
 
 
+NAME_FILE = "bucket-name"  # in <cache_dir>/<key>/: lets an offline mount find a bucket by name
+
+
+def _resolve_bucket_or_cached(
+    client: object, bucket: str | None, default_key: str, cache_dir: Path
+) -> str:
+    """:func:`_resolve_bucket`, or — when the hub is unreachable — the bucket whose state this
+    cache directory holds (by key, or by the name saved at an earlier mount)."""
+    from bucketfs.client import errors as ce
+
+    name = bucket or default_key
+    try:
+        key = _resolve_bucket(client, bucket, default_key)
+    except ce.HubUnavailable as exc:
+        if name and (cache_dir / name / "journal.db").exists():
+            return name
+        for d in sorted(cache_dir.glob(f"*/{NAME_FILE}")) if name else []:
+            if d.read_text().strip() == name and (d.parent / "journal.db").exists():
+                return d.parent.name
+        raise UserError(f"the hub is unreachable ({exc}) and the cache {cache_dir} has no "
+                        f"saved state for bucket {name!r}") from exc
+    if name and name != key:
+        (cache_dir / key).mkdir(parents=True, exist_ok=True)
+        (cache_dir / key / NAME_FILE).write_text(name + "\n")
+    return key
+
+
 @client_command
 def cmd_mount(args: argparse.Namespace) -> int:
     """Mount (background unless -f)."""
@@ -128,7 +158,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
     if not os.path.isdir(mountpoint):
         raise UserError(f"mount point {mountpoint} is not a directory (create it first)")
     client = client_from_args(args)
-    key = _resolve_bucket(client, bucket, cfg.key)
+    key = _resolve_bucket_or_cached(client, bucket, cfg.key, opts.cache_dir)
     if not args.foreground:
         client.close()
         return _spawn(args, key, mountpoint, opts.cache_dir)
@@ -145,8 +175,8 @@ def cmd_mount(args: argparse.Namespace) -> int:
             ready_fd = None
 
     try:
-        return daemon.run(Remote.from_client(client, key), mountpoint, opts, opts.cache_dir,
-                          ready)
+        remote = Remote.from_client(client, key, timeout=opts.hub_timeout)
+        return daemon.run(remote, mountpoint, opts, opts.cache_dir, ready)
     except UserError as exc:
         ready(exc.message)
         raise

@@ -23,9 +23,11 @@ from pathlib import Path
 import pyfuse3
 import trio
 
+from bucketfs.client import errors as ce
 from bucketfs.errors import UserError
 from bucketfs.mount import control
 from bucketfs.mount.fs import BucketFS
+from bucketfs.mount.oplog import Journal
 from bucketfs.mount.ops import KernelNotifier, Ops
 from bucketfs.mount.options import MountOptions
 from bucketfs.mount.readcache import ReadCache
@@ -39,15 +41,26 @@ log = logging.getLogger(__name__)
 EXIT_FLUSH_TIMEOUT = 60.0  # seconds the daemon spends uploading after an unannounced unmount
 
 
-def clean_stale_mount(mountpoint: str) -> None:
-    """A mount left by a crashed daemon ("Transport endpoint is not connected"): detach it."""
+def clean_stale_mount(mountpoint: str) -> bool:
+    """A mount left by a crashed daemon ("Transport endpoint is not connected"): detach it.
+
+    Returns True if there was one. Raises UserError if it cannot be detached."""
     try:
         os.stat(mountpoint)
     except OSError as exc:
         if exc.errno != errno.ENOTCONN:
             raise UserError(f"cannot use mount point {mountpoint}: {exc.strerror}") from exc
         log.warning("%s is a dead mount (crashed daemon?); detaching it", mountpoint)
-        subprocess.run(["fusermount3", "-u", "-z", mountpoint], check=False)
+        res = subprocess.run(["fusermount3", "-u", "-z", mountpoint], check=False,
+                             capture_output=True, text=True)
+        try:
+            os.stat(mountpoint)
+        except OSError as again:
+            raise UserError(f"{mountpoint} is a dead mount that could not be detached "
+                            f"({res.stderr.strip() or again.strerror}); try "
+                            f"`fusermount3 -uz {mountpoint}`") from again
+        return True
+    return False
 
 
 @contextlib.contextmanager
@@ -95,15 +108,25 @@ def _run_locked(
 ) -> int:
     reads = ReadCache(remote, bucket_dir / "reads", opts.cache_size)
     store = DirtyStore(bucket_dir / "dirty", reads.read)
+    journal = Journal(bucket_dir / "journal.db")
     notifier = KernelNotifier()
     fs = BucketFS(
         remote, store, reads,
+        journal=journal,
+        cache_size=opts.cache_size,
         writeback_delay=opts.writeback_delay,
         fsync_local=opts.fsync_local,
         read_only=opts.read_only,
         notifier=notifier,
     )
-    fs.start()
+    try:
+        fs.start()
+    except ce.HubUnavailable as exc:
+        journal.close()
+        store.close()
+        reads.close()
+        raise UserError(f"the hub is unreachable ({exc}) and the cache {bucket_dir} holds no "
+                        "saved state to start from; mount once while the hub is up") from exc
     uploader = Uploader(fs)
     reconciler = Reconciler(fs, poll=opts.poll, watch=opts.watch)
     state = {"exit_flush": True}
@@ -146,12 +169,18 @@ def _run_locked(
         pyfuse3.close(unmount=not unmounted)
         server.close()
         uploader.stop()
-        if state["exit_flush"] and fs.dirty_records():
-            log.info("unmounted with %d dirty files; uploading before exit",
-                     len(fs.dirty_records()))
+        if state["exit_flush"] and (fs.dirty_records() or fs.pending_ops()):
+            log.info("unmounted with %d dirty files and %d namespace operations; uploading "
+                     "before exit", len(fs.dirty_records()), len(fs.pending_ops()))
             if not uploader.flush_all(deadline=time.monotonic() + EXIT_FLUSH_TIMEOUT):
-                log.warning("%d files are still dirty; they stay in the cache and are uploaded "
-                            "at the next mount", len(fs.dirty_records()))
+                log.warning("%d files are still dirty and %d namespace operations pending; "
+                            "they stay in the cache and are uploaded at the next mount",
+                            len(fs.dirty_records()), len(fs.pending_ops()))
+        try:
+            fs.save_snapshot(force=True)
+        except Exception as exc:  # only an offline start needs it; the journal is intact
+            log.warning("could not save the listing snapshot: %s", exc)
+        journal.close()
         store.close()
         reads.close()
     return 0

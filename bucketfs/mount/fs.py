@@ -14,18 +14,28 @@ The local view is the remote snapshot plus local state:
 - **dirty files** — :class:`~.writeback.Record` s by path (new or edited files not yet in the
   bucket). They shadow the remote entry of the same path. Upload happens in the background
   (:mod:`.uploader`) after the last close plus ``writeback_delay``, or at once on fsync.
-- **namespace changes** (mkdir, unlink, rmdir, rename, symlink, chmod, utimens) are applied to
-  the hub synchronously, each with the current root as the fast-forward root, and then patched
-  into the snapshot. (A persisted operation log for offline namespace changes is issue 6.)
+- **pending namespace operations** (mkdir, unlink, rmdir, rename, symlink, chmod, utimens) are
+  applied to the cached listings at once and appended to the persisted journal
+  (:mod:`.oplog`); the uploader replays them to the hub in order, each with the current root as
+  the fast-forward root. A cached listing is always "the bucket at its root plus every pending
+  operation"; a listing read from the hub gets the pending operations applied
+  (:func:`.oplog.history` maps a local directory back to its path in the bucket).
+
+Ordering: content uploads start only when no operation is pending (``_upload`` replays the
+journal first), so the hub sees namespace changes and contents in an order that yields the
+local tree. Operations logged while a file is being pushed only run after that push.
 
 On "update is non-fast-forward" the mount adopts the new root (:meth:`BucketFS.adopt_root`:
 compare the cached listings, tell the kernel what changed, move conflicting dirty files aside)
 and retries.
 
-Lock rules (the order is always ``_mut`` → ``Record.lock`` → ``_lock``):
+Lock rules (the order is always ``_mut`` → ``_ns`` → ``Record.lock`` → ``_lock``):
 
-- ``_mut`` serialises every mutation of the bucket (namespace calls, uploads, adopting a new
-  root). It is held across network calls.
+- ``_mut`` serialises every mutation of the bucket (replaying operations, uploads, adopting a
+  new root). It is held across network calls.
+- ``_ns`` serialises local namespace changes (check, journal append, listing patch) with each
+  other and with the rebuilding of listings when the root moves. A namespace change never
+  waits for an upload.
 - ``Record.lock`` guards one dirty file's chunks and fields (see :mod:`.writeback`).
 - ``_lock`` guards the in-memory tables (inodes, listings, dirty map, handles). It is held only
   for dictionary work: no network or disk I/O under it.
@@ -42,13 +52,15 @@ import stat
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
 from bucketfs.client import errors as ce
 from bucketfs.mount.errors import FSError
 from bucketfs.mount.inodes import ROOT_INODE, InodeTable, join, parent_of
+from bucketfs.mount.oplog import Journal, Op, history, overlay
+from bucketfs.mount.oplog import apply as apply_op
 from bucketfs.mount.readcache import ReadCache
 from bucketfs.mount.remote import Remote, RemoteItem
 from bucketfs.mount.writeback import DirtyStore, Record
@@ -130,6 +142,7 @@ class Stats:
     remote_changes: int = 0
     last_sync: float = 0.0
     last_error: str = ""
+    dropped_ops: int = 0  # journaled operations the bucket no longer allowed (see _send)
     conflict_paths: list[str] = field(default_factory=list)
 
 
@@ -167,6 +180,8 @@ class BucketFS:
         store: DirtyStore,
         reads: ReadCache,
         *,
+        journal: Journal,
+        cache_size: int = 0,
         writeback_delay: float = 1.0,
         fsync_local: bool = False,
         read_only: bool = False,
@@ -187,6 +202,15 @@ class BucketFS:
         self.hostname = (hostname or socket.gethostname()).split(".")[0] or "host"
         self.stats = Stats()
         self.root = ""
+        self.journal = journal
+        self.cache_size = cache_size
+        self.started_offline = False
+        self._ns = threading.RLock()
+        self._ops: list[Op] = []  # pending operations, oldest first (mirror of the journal)
+        self._op_count = 0  # operations logged by this run (tells a push that ops arrived)
+        self._last_seq = 0  # highest journal seq in the cached listings (snapshot mark)
+        self._uploading: dict | None = None  # the push in progress: path, size, sent
+        self._snap_changed = False
         self._mut = threading.RLock()
         self._lock = threading.RLock()
         self._inodes = InodeTable()
@@ -204,8 +228,29 @@ class BucketFS:
     # -- start-up ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Read the bucket root and re-queue the dirty files a previous run left behind."""
-        self.root = self.remote.root()
+        """Read the bucket root and re-queue the dirty files and operations a previous run
+        left behind. With the hub unreachable, start from the persisted snapshot instead."""
+        self._ops = self.journal.pending()
+        self._last_seq = self._ops[-1].seq if self._ops else 0
+        try:
+            self.root = self.remote.root()
+        except ce.HubUnavailable as exc:
+            snap = self.journal.load_snapshot()
+            if snap is None:
+                raise
+            log.warning("hub unreachable (%s); starting offline from the state saved at "
+                        "root %s", exc, snap.root)
+            self.started_offline = True
+            self.root = snap.root
+            with self._lock:
+                for path, children in snap.listings.items():
+                    self._listings[path] = _Dir(children, snap.root)
+                for op in self._ops:
+                    if op.seq > snap.mark:
+                        self._patch(op)
+        if self._ops:
+            log.info("%d namespace operations from the last run wait for the hub",
+                     len(self._ops))
         for rec in self.store.load_all():
             if rec.path is None:
                 self.store.drop(rec)  # unlinked while open when the last run ended
@@ -501,26 +546,22 @@ class BucketFS:
             self._schedule_if_closed(ino, rec)
         elif rec is None and (mode is not None or mtime_ns is not None):
             path = self._path(ino)
-            with self._mut:
-                new_root, item = self._mutate(
-                    lambda root: self.remote.set_attr(
-                        path, root, None if mode is None else mode & 0o7777, mtime_ns
-                    )
-                )
-                self._apply_own(new_root, lambda: self._set_child(path, item))
+            with self._ns:
+                self._log(Op("setattr", path, mode=None if mode is None else mode & 0o7777,
+                             mtime_ns=mtime_ns))
         return self.getattr(ino)
 
     # -- namespace changes ---------------------------------------------------------------------
 
     def mkdir(self, parent_ino: int, name: str, mode: int) -> Attr:
-        """Create a directory in the bucket."""
-        return self._make(parent_ino, name, lambda p, r: self.remote.mkdir(
-            p, r, mode & 0o7777, now_ns()))
+        """Create a directory (journaled; the uploader makes it in the bucket)."""
+        return self._make(parent_ino, name, lambda p: Op(
+            "mkdir", p, mode=mode & 0o7777, mtime_ns=now_ns()))
 
     def symlink(self, parent_ino: int, name: str, target: str) -> Attr:
-        """Create a symlink (a UnixFS symlink node) in the bucket."""
-        return self._make(parent_ino, name, lambda p, r: self.remote.symlink(
-            p, target, r, now_ns()))
+        """Create a symlink (journaled; a UnixFS symlink node in the bucket)."""
+        return self._make(parent_ino, name, lambda p: Op(
+            "symlink", p, target=target, mtime_ns=now_ns()))
 
     def unlink(self, parent_ino: int, name: str) -> None:
         """Remove a file or symlink."""
@@ -545,48 +586,57 @@ class BucketFS:
             raise FSError(errno.EINVAL)
         src = join(self._dir_path(p_old), n_old)
         dst = join(self._dir_path(p_new), n_new)
-        with self._mut:
-            s = self._entry(src)
-            if s is None or n_old == SEED_NAME:
-                raise FSError(errno.ENOENT)
-            d = self._entry(dst)
-            if src == dst:
-                return
-            if dst.startswith(src + "/") or (flags & RENAME_EXCHANGE and src.startswith(dst + "/")):
-                raise FSError(errno.EINVAL)
-            if flags & RENAME_EXCHANGE:
-                self._exchange(src, dst, d)
-                return
-            if d is not None:
-                if flags & RENAME_NOREPLACE:
-                    raise FSError(errno.EEXIST)
-                d_kind = _kind(d)
-                if d_kind == "dir":
-                    if _kind(s) != "dir":
-                        raise FSError(errno.EISDIR)
-                    if self._nonempty(dst):
-                        raise FSError(errno.ENOTEMPTY)
-                elif _kind(s) == "dir":
-                    raise FSError(errno.ENOTDIR)
-            src_remote = self._remote_entry(src)
-            dst_remote = self._remote_entry(dst)
-            if src_remote is not None:
-                new_root, _ = self._mutate(
-                    lambda root: (self.remote.rename(src, dst, 0, root), None)
-                )
-                self._apply_own(new_root, lambda: self._move_entry(src, dst, src_remote))
-            elif dst_remote is not None:
-                # Only a local (never uploaded) file moves; its upload will replace dst, which
-                # is what we now expect to find there.
-                s.expect_cid = dst_remote.cid  # type: ignore[union-attr]
-            with self._lock:
-                replaced = self._dirty.get(dst)
-            if replaced is not None and replaced is not s:
-                self._forget_record(replaced, dst)
-            self._move_records(src, dst)
-            with self._lock:
-                self._inodes.rename(src, dst)
+        if flags & RENAME_EXCHANGE:
+            # Not journaled (rare, and both entries must be clean): the hub must be reachable,
+            # and every pending operation goes first so that the paths mean the same there.
+            with self._mut:
+                self._replay()
+                with self._ns:
+                    self._rename(src, dst, n_old, flags)
+        else:
+            with self._ns:
+                self._rename(src, dst, n_old, flags)
         self.notifier.entry(self._ino_or_zero(parent_of(src)), n_old)
+
+    def _rename(self, src: str, dst: str, n_old: str, flags: int) -> None:
+        """rename() with ``_ns`` held (and ``_mut`` for RENAME_EXCHANGE)."""
+        s = self._entry(src)
+        if s is None or n_old == SEED_NAME:
+            raise FSError(errno.ENOENT)
+        d = self._entry(dst)
+        if src == dst:
+            return
+        if dst.startswith(src + "/") or (flags & RENAME_EXCHANGE and src.startswith(dst + "/")):
+            raise FSError(errno.EINVAL)
+        if flags & RENAME_EXCHANGE:
+            self._exchange(src, dst, d)
+            return
+        if d is not None:
+            if flags & RENAME_NOREPLACE:
+                raise FSError(errno.EEXIST)
+            d_kind = _kind(d)
+            if d_kind == "dir":
+                if _kind(s) != "dir":
+                    raise FSError(errno.EISDIR)
+                if self._nonempty(dst):
+                    raise FSError(errno.ENOTEMPTY)
+            elif _kind(s) == "dir":
+                raise FSError(errno.ENOTDIR)
+        src_remote = self._remote_entry(src)
+        dst_remote = self._remote_entry(dst)
+        if src_remote is not None:
+            self._log(Op("rename", src, dst=dst, item=asdict(src_remote)))
+        elif dst_remote is not None:
+            # Only a local (never uploaded) file moves; its upload will replace dst, which
+            # is what we now expect to find there.
+            s.expect_cid = dst_remote.cid  # type: ignore[union-attr]
+        with self._lock:
+            replaced = self._dirty.get(dst)
+        if replaced is not None and replaced is not s:
+            self._forget_record(replaced, dst)
+        self._move_records(src, dst)
+        with self._lock:
+            self._inodes.rename(src, dst)
 
     # -- uploads (called by the uploader thread and by fsync/flush_all) -------------------------
 
@@ -609,6 +659,32 @@ class BucketFS:
         with self._mut:
             self._upload(rec)
 
+    def replay(self) -> None:
+        """Send every pending namespace operation to the hub, in order (blocking; raises
+        client errors for the caller to retry later)."""
+        with self._mut:
+            self._replay()
+
+    def pending_ops(self) -> list[Op]:
+        """Namespace operations the hub has not applied yet, oldest first."""
+        with self._lock:
+            return list(self._ops)
+
+    def save_snapshot(self, force: bool = False) -> None:
+        """Persist the root and the cached listings (for a start while the hub is down)."""
+        with self._lock:
+            if not (self._snap_changed or force):
+                return
+            root, mark = self.root, self._last_seq
+            listings = {p: d.children for p, d in self._listings.items() if d.root == root}
+            self._snap_changed = False
+        try:
+            self.journal.save_snapshot(root, mark, listings)
+        except Exception:
+            with self._lock:
+                self._snap_changed = True  # try again next time
+            raise
+
     def retry_later(self, rec: Record, delay: float) -> None:
         """Re-schedule a failed upload."""
         with self._lock:
@@ -625,17 +701,36 @@ class BucketFS:
         cache_bytes = self.reads.volume()  # disk I/O: outside _lock
         with self._lock:
             recs = list(self._dirty.values())
+            up = dict(self._uploading) if self._uploading else None
+            queue = []
+            for r in recs:
+                if up is not None and up["path"] == r.path:
+                    state, sent = "uploading", up["sent"]
+                elif self._due.get(r.file_id) is None:
+                    state, sent = "open", 0
+                else:
+                    state, sent = "waiting", 0
+                queue.append({"path": r.path, "size": r.size, "sent": sent, "state": state})
+            ops = [{"op": o.kind, "path": o.path, **({"to": o.dst} if o.dst else {})}
+                   for o in self._ops[:100]]
             return {
                 "bucket": self.remote.key,
                 "root": self.root,
+                "online": self.remote.online,
+                "last_contact": self.remote.last_contact,
+                "started_offline": self.started_offline,
                 "dirty_files": len(recs),
                 "dirty_bytes": sum(r.size for r in recs),
-                "queue": [{"path": r.path, "size": r.size} for r in recs],
+                "queue": queue,
+                "pending_ops": len(self._ops),
+                "ops": ops,
+                "cache_limit": self.cache_size,
                 "uploads": self.stats.uploads,
                 "upload_errors": self.stats.upload_errors,
                 "last_error": self.stats.last_error,
                 "last_sync": self.stats.last_sync,
                 "conflicts": self.stats.conflicts,
+                "dropped_ops": self.stats.dropped_ops,
                 "conflict_paths": list(self.stats.conflict_paths),
                 "remote_changes": self.stats.remote_changes,
                 "fetched_bytes": self.reads.fetched_bytes,
@@ -665,8 +760,13 @@ class BucketFS:
         kernel was told; only the entries that changed are invalidated. Dirty files whose
         remote version changed under them are moved aside as conflict copies.
         """
+        with self._ns:
+            self._adopt_root(new_root)
+
+    def _adopt_root(self, new_root: str) -> None:
         old_root = self.root
         with self._lock:
+            ops = list(self._ops)
             dirs = [p for p, d in self._listings.items() if d.root == old_root]
             # Re-list only the most recently used directories; older ones are simply dropped
             # (the kernel forgets their entries within the TTL, and they are re-read on use).
@@ -676,8 +776,8 @@ class BucketFS:
         fresh: dict[str, dict[str, RemoteItem] | None] = {}
         for path in dirs:
             try:
-                fresh[path] = self.remote.list_dir(path).children
-            except ce.NotFound:
+                fresh[path] = self._merged(path, ops)[0]
+            except (ce.NotFound, ce.InvalidArgument):
                 fresh[path] = None
             except ce.ClientError as exc:
                 raise FSError(errno.EIO, f"listing {path!r} at the new root: {exc}") from exc
@@ -685,7 +785,9 @@ class BucketFS:
         inos: list[int] = []
         with self._lock:
             self.root = new_root
-            self.stats.remote_changes += 1
+            self._snap_changed = True
+            if new_root != old_root:
+                self.stats.remote_changes += 1
             for path in dirs:
                 old = self._listings.get(path)
                 new = fresh[path]
@@ -742,23 +844,27 @@ class BucketFS:
                 self._listings.move_to_end(path)
                 return d.children
             root = self.root
+            ops = list(self._ops)
+            count = self._op_count
         if path and not self._parent_has_dir(path):
             # A local-only parent chain (or none): the hub has nothing to list.
             raise FSError(errno.ENOENT)
         try:
-            listing = self.remote.list_dir(path)
+            children, listed_at = self._merged(path, ops)
         except ce.NotFound:
             raise FSError(errno.ENOENT) from None
         except ce.InvalidArgument:
             raise FSError(errno.ENOTDIR) from None
         with self._lock:
-            # Cache only a listing of the root we are at: a newer one is the reconciler's job.
-            if listing.root == self.root == root:
-                self._listings[path] = _Dir(listing.children, listing.root)
+            # Cache only a listing of the root we are at (a newer one is the reconciler's job)
+            # that has every pending operation applied.
+            if (listed_at or root) == self.root == root and self._op_count == count:
+                self._listings[path] = _Dir(children, root)
                 self._listings.move_to_end(path)
+                self._snap_changed = True
                 while len(self._listings) > MAX_LISTINGS:
                     self._listings.popitem(last=False)
-        return listing.children
+        return children
 
     def _parent_has_dir(self, path: str) -> bool:
         """Whether ``path``'s parent listing (if cached) shows it as a directory."""
@@ -908,19 +1014,30 @@ class BucketFS:
                 self.store.save(r)
 
     def _upload(self, rec: Record) -> None:
-        """Push ``rec`` (``_mut`` held). Retries after adopting a newer root."""
-        for _attempt in range(8):
-            with self._lock:
-                path = rec.path
-                if path is None or self._dirty.get(path) is not rec:
-                    return  # unlinked, replaced or already uploaded
-                gen = rec.gen
-                mode, mtime = rec.mode, rec.mtime_ns
-            sent = [0]
+        """Push ``rec`` (``_mut`` held). Retries after adopting a newer root.
 
-            def content(rec: Record = rec, sent: list[int] = sent):  # noqa: ANN202
+        Every pending namespace operation is replayed first, and the path is read while none
+        is pending (under ``_ns``, so not in the middle of a rename): the local path is then
+        the same path in the bucket."""
+        for _attempt in range(8):
+            while True:
+                self._replay()
+                with self._ns, self._lock:
+                    if self._ops:
+                        continue  # more arrived meanwhile: they go first too
+                    path = rec.path
+                    if path is None or self._dirty.get(path) is not rec:
+                        return  # unlinked, replaced or already uploaded
+                    gen = rec.gen
+                    mode, mtime = rec.mode, rec.mtime_ns
+                    ops_at = self._op_count
+                    progress = {"path": path, "size": rec.size, "sent": 0}
+                    self._uploading = progress
+                    break
+
+            def content(rec: Record = rec, progress: dict = progress):  # noqa: ANN202
                 for chunk in self.store.iter_content(rec):
-                    sent[0] += len(chunk)
+                    progress["sent"] += len(chunk)
                     yield chunk
 
             root = self.root
@@ -930,8 +1047,24 @@ class BucketFS:
                 log.info("bucket changed under the upload of %s; rebasing", path)
                 self.adopt_root(self.remote.root())
                 continue
+            finally:
+                self._uploading = None
+            sent = [progress["sent"]]
             item = RemoteItem(path.rpartition("/")[2], cid, "file", sent[0], mode, mtime)
-            self._apply_own(new_root, lambda p=path, i=item: self._set_child(p, i))
+            with self._lock:
+                ops_moved = self._op_count != ops_at
+
+            def patch(p: str = path, i: RemoteItem = item, moved: bool = ops_moved) -> None:
+                if not moved:
+                    self._set_child(p, i)
+                    return
+                # Operations logged during the push may have moved or removed this path
+                # locally: rebuild the parent's listing (bucket + pending operations) on use.
+                self._listings.pop(parent_of(p), None)
+                if rec.path is not None:
+                    self._listings.pop(parent_of(rec.path), None)
+
+            self._apply_own(new_root, patch)
             with rec.lock, self._lock:
                 rec.expect_cid = cid
                 self.stats.uploads += 1
@@ -1000,6 +1133,107 @@ class BucketFS:
         with self.work:
             self.work.notify_all()
 
+    # -- internals: the namespace journal -------------------------------------------------------
+
+    def _log(self, op: Op) -> None:
+        """Persist ``op`` in the journal, then show it in the local view (``_ns`` held)."""
+        op = self.journal.append(op)  # committed and fsynced: the change survives a crash
+        with self._lock:
+            self._ops.append(op)
+            self._op_count += 1
+            self._last_seq = op.seq
+            self._patch(op)
+            self._snap_changed = True
+        with self.work:
+            self.work.notify_all()
+
+    def _patch(self, op: Op) -> None:
+        """Apply ``op`` to the cached listings (``_lock`` held)."""
+        if op.kind == "rename":
+            self._move_entry(op.path, op.dst, op.moved_item(op.dst.rpartition("/")[2]))
+            return
+        parent = parent_of(op.path)
+        d = self._listings.get(parent)
+        if d is not None and d.root == self.root and op.path:
+            children = dict(d.children)  # copy-on-write: readers may hold the old dict
+            apply_op(op, parent, parent, children)
+            d.children = children
+        if op.kind == "remove":
+            self._drop_listings(op.path)
+        elif op.kind == "mkdir":
+            self._listings[op.path] = _Dir({}, self.root)
+
+    def _replay(self) -> None:
+        """Send the pending operations to the hub, oldest first (``_mut`` held)."""
+        while True:
+            with self._lock:
+                if not self._ops:
+                    return
+                op = self._ops[0]
+            self._send(op)
+
+    def _send(self, op: Op) -> None:
+        for _attempt in range(8):
+            try:
+                new_root = self._call(op, self.root)
+            except ce.NonFastForward:
+                log.info("bucket changed before %s %s could be applied; rebasing",
+                         op.kind, op.path)
+                self.adopt_root(self.remote.root())
+                continue
+            except (ce.NotFound, ce.AlreadyExists, ce.FailedPrecondition,
+                    ce.InvalidArgument) as exc:
+                # The bucket changed elsewhere so that the operation no longer applies (or the
+                # hub applied it just before a crash made us forget that it had): keep the
+                # bucket's version, drop the operation, and re-read the bucket.
+                log.warning("%s %s no longer applies to the bucket (%s); dropped",
+                            op.kind, op.path, exc)
+                self.stats.dropped_ops += 1
+                self._op_done(op, None)
+                self.adopt_root(self.remote.root())
+                return
+            self._op_done(op, new_root)
+            return
+        raise FSError(errno.ESTALE, "the bucket keeps changing")
+
+    def _call(self, op: Op, root: str) -> str:
+        """The hub call for ``op``; returns the new root."""
+        r = self.remote
+        if op.kind == "mkdir":
+            return r.mkdir(op.path, root, op.mode or 0o755, op.mtime_ns or now_ns())[0]
+        if op.kind == "symlink":
+            return r.symlink(op.path, op.target, root, op.mtime_ns or now_ns())[0]
+        if op.kind == "remove":
+            return r.remove(op.path, root, rmdir=op.rmdir)
+        if op.kind == "rename":
+            return r.rename(op.path, op.dst, 0, root)
+        return r.set_attr(op.path, root, op.mode, op.mtime_ns)[0]
+
+    def _op_done(self, op: Op, new_root: str | None) -> None:
+        """The hub applied ``op`` (moving the root to ``new_root``), or it was dropped."""
+        with self._lock:
+            if self._ops and self._ops[0].seq == op.seq:
+                self._ops.pop(0)
+            if new_root is not None:
+                # The cached listings already showed this operation: only their root moves.
+                old = self.root
+                for d in self._listings.values():
+                    if d.root == old:
+                        d.root = new_root
+                self.root = new_root
+                self.stats.last_sync = time.time()
+            self._snap_changed = True
+        self.journal.done(op.seq)
+
+    def _merged(self, path: str, ops: list[Op]) -> tuple[dict[str, RemoteItem], str | None]:
+        """Directory ``path`` as the bucket lists it plus ``ops``, and the root the bucket's
+        part was read at (None when ``ops`` created the directory). Raises ce.NotFound."""
+        start, paths = history(ops, path)
+        if start:
+            return overlay(ops, path, None, start, paths), None
+        listing = self.remote.list_dir(paths[0])
+        return overlay(ops, path, listing.children, 0, paths), listing.root
+
     # -- internals: own mutations --------------------------------------------------------------
 
     def _mutate(self, call: Callable[[str], tuple]) -> tuple:
@@ -1019,6 +1253,7 @@ class BucketFS:
                 if d.root == old_root:
                     d.root = new_root
             self.root = new_root
+            self._snap_changed = True
             patch()
 
     def _set_child(self, path: str, item: RemoteItem | None) -> None:
@@ -1081,27 +1316,21 @@ class BucketFS:
 
         self._apply_own(new_root, patch)
 
-    def _make(
-        self, parent_ino: int, name: str, call: Callable[[str, str], tuple[str, RemoteItem]]
-    ) -> Attr:
+    def _make(self, parent_ino: int, name: str, make_op: Callable[[str], Op]) -> Attr:
         if self.read_only:
             raise FSError(errno.EROFS)
         check_name(name)
         path = join(self._dir_path(parent_ino), name)
-        with self._mut:
+        with self._ns:
             if self._entry(path) is not None:
                 raise FSError(errno.EEXIST)
-            new_root, item = self._mutate(lambda root: call(path, root))
-
-            def patch() -> None:
-                self._set_child(path, item)
-                if item.kind == "dir":
-                    self._listings[path] = _Dir({}, new_root)
-
-            self._apply_own(new_root, patch)
+            op = make_op(path)
+            self._log(op)
             with self._lock:
                 ino = self._inodes.lookup(path)
-        return self._attr(ino, replace(item, name=name))
+        kind = "dir" if op.kind == "mkdir" else "symlink"
+        item = RemoteItem(name, "", kind, 0, op.mode or 0, op.mtime_ns or 0, op.target)
+        return self._attr(ino, item)
 
     def _remove(self, parent_ino: int, name: str, rmdir: bool) -> None:
         if self.read_only:
@@ -1109,7 +1338,7 @@ class BucketFS:
         if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX:
             raise FSError(errno.ENAMETOOLONG)
         path = join(self._dir_path(parent_ino), name)
-        with self._mut:
+        with self._ns:
             entry = self._entry(path)
             if entry is None or name == SEED_NAME:
                 raise FSError(errno.ENOENT)
@@ -1123,10 +1352,7 @@ class BucketFS:
             if isinstance(entry, Record):
                 self._forget_record(entry, path)
             if self._remote_entry(path) is not None:
-                new_root, _ = self._mutate(
-                    lambda root: (self.remote.remove(path, root, rmdir=rmdir), None)
-                )
-                self._apply_own(new_root, lambda: self._set_child(path, None))
+                self._log(Op("remove", path, rmdir=rmdir))
             with self._lock:
                 self._inodes.unlink(path)
 

@@ -12,6 +12,9 @@ from bucketfs.errors import UserError
 #: Defaults of the mount issue (config.toml's [mount] section and -o override them).
 DEFAULT_POLL = 2.0
 DEFAULT_WRITEBACK_DELAY = 1.0
+#: Seconds a call to the hub may take before the mount treats the hub as unreachable (a read of
+#: data that is not cached then fails with EIO instead of hanging).
+DEFAULT_HUB_TIMEOUT = 30.0
 
 
 @dataclass
@@ -26,6 +29,7 @@ class MountOptions:
     allow_other: bool = False
     fsync_local: bool = False
     ttl: float = 1.0
+    hub_timeout: float = DEFAULT_HUB_TIMEOUT
     watch: bool = True  # follow FS.WatchRoot when the hub offers it
     metrics: str = ""  # HOST:PORT to serve Prometheus metrics on ("" = off)
     extra: list[str] = field(default_factory=list)  # passed to FUSE as is (e.g. "noatime")
@@ -72,6 +76,8 @@ def parse(text: str | list[str] | None, base: MountOptions | None = None) -> Mou
                 opts.writeback_delay = _non_negative(value)
             elif name == "ttl" and eq:
                 opts.ttl = _non_negative(value)
+            elif name == "hub_timeout" and eq:
+                opts.hub_timeout = _positive(value)
             elif name == "fsync" and value in ("local", "remote"):
                 opts.fsync_local = value == "local"
             elif name == "metrics" and eq:
@@ -86,7 +92,7 @@ def parse(text: str | list[str] | None, base: MountOptions | None = None) -> Mou
                 raise UserError(
                     f"unknown mount option {item!r} (known: ro, allow_other, cache_dir=DIR, "
                     "cache_size=SIZE, poll=SECONDS, writeback_delay=SECONDS, fsync=local, "
-                    "metrics=HOST:PORT)",
+                    "hub_timeout=SECONDS, metrics=HOST:PORT)",
                     exit_code=2,
                 )
         except (ValueError, UserError) as exc:

@@ -13,12 +13,13 @@ fast-forward check.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import grpc
 
-from bucketfs.client.errors import ClientError, from_rpc_error
+from bucketfs.client.errors import ClientError, HubUnavailable, from_rpc_error
 from bucketfs.pb import bucketsd_pb2 as bpb
 from bucketfs.pb import bucketsd_pb2_grpc as bgrpc
 from bucketfs.pb import fs_pb2 as fpb
@@ -28,8 +29,10 @@ log = logging.getLogger(__name__)
 
 #: Size of the data messages we send in PushPath (under the hub's 4 MiB request limit).
 PUSH_MESSAGE = 256 * 1024
-#: Unary calls that should answer quickly (listing, attributes, mkdir) get this deadline.
-UNARY_DEADLINE = 60.0
+#: Default deadline of calls that should answer quickly (listing, root, block reads,
+#: namespace calls); ``-o hub_timeout=`` sets it. A read of data that is not cached fails with
+#: EIO after this long when the hub does not answer, rather than hanging.
+UNARY_DEADLINE = 30.0
 
 
 @dataclass(frozen=True)
@@ -82,21 +85,45 @@ class Remote:
     """Blocking access to one bucket on one hub.
 
     ``metadata`` returns the per-call gRPC metadata (thread header, credentials); it is called
-    for every call so that signatures can be refreshed.
+    for every call so that signatures can be refreshed. ``timeout`` is the deadline of every
+    call except the streaming upload and the root watch.
+
+    ``online`` tells whether the last call got an answer from the hub (any answer, errors
+    included); ``last_contact`` is when (``time.time()``), for the status command.
     """
 
     def __init__(
-        self, channel: grpc.Channel, key: str, metadata: Callable[[], list[tuple[str, str]]]
+        self,
+        channel: grpc.Channel,
+        key: str,
+        metadata: Callable[[], list[tuple[str, str]]],
+        timeout: float = UNARY_DEADLINE,
     ) -> None:
         self.key = key
+        self.timeout = timeout
+        self.online = True
+        self.last_contact = 0.0
         self._metadata = metadata
         self._buckets = bgrpc.APIServiceStub(channel)
         self._fs = fgrpc.FSStub(channel)
 
     @classmethod
-    def from_client(cls, client: object, key: str) -> Remote:
+    def from_client(cls, client: object, key: str, timeout: float = UNARY_DEADLINE) -> Remote:
         """Share a :class:`~bucketfs.client.buckets.BucketsClient`'s channel and credentials."""
-        return cls(client.channel, key, client.metadata)  # type: ignore[attr-defined]
+        return cls(client.channel, key, client.metadata, timeout)  # type: ignore[attr-defined]
+
+    def _answered(self) -> None:
+        self.online = True
+        self.last_contact = time.time()
+
+    def _error(self, exc: grpc.RpcError) -> ClientError:
+        """The client error for ``exc``; notes whether the hub answered at all."""
+        err = from_rpc_error(exc)
+        if isinstance(err, HubUnavailable):
+            self.online = False
+        else:
+            self._answered()
+        return err
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -115,24 +142,26 @@ class Remote:
         """Stream ``(offset, data)`` pieces of the file DAG ``cid`` from ``offset``."""
         req = fpb.ReadFileRequest(key=self.key, cid=cid, offset=offset, length=length)
         try:
-            for msg in self._fs.ReadFile(req, metadata=self._metadata(), timeout=UNARY_DEADLINE):
+            for msg in self._fs.ReadFile(req, metadata=self._metadata(), timeout=self.timeout):
                 yield msg.offset, msg.data
         except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
+            raise self._error(exc) from exc
+        self._answered()
 
     def get_blocks(self, cids: list[str]) -> Iterator[tuple[str, bytes]]:
         """FS.GetBlocks: ``(cid, data)`` in request order (unverified: the caller verifies)."""
         call = self._fs.GetBlocks(
             fpb.GetBlocksRequest(key=self.key, cids=cids), metadata=self._metadata(),
-            timeout=UNARY_DEADLINE,
+            timeout=self.timeout,
         )
         try:
             for block in call:
                 yield block.cid, block.data
         except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
+            raise self._error(exc) from exc
         finally:
             call.cancel()
+        self._answered()
 
     def watch_root(self) -> RootWatch:
         """FS.WatchRoot: iterate over root paths (current first); ``cancel()`` ends it."""
@@ -169,13 +198,15 @@ class Remote:
         file_cid = ""
         try:
             # No deadline: a large file may take long; the hub answers with progress events.
+            # (A hub that vanishes is noticed by the channel's keepalive pings.)
             for reply in self._buckets.PushPath(requests(), metadata=self._metadata()):
                 ev = reply.event
                 if ev.path:
                     file_cid = root_cid(ev.path)
                     new_root = ev.root.path
         except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
+            raise self._error(exc) from exc
+        self._answered()
         if not new_root:
             raise ClientError(f"push of {path} ended without a final event")
         return new_root, file_cid
@@ -219,9 +250,11 @@ class Remote:
 
     def _unary(self, method, request):  # noqa: ANN001, ANN202 - stub methods are untyped
         try:
-            return method(request, metadata=self._metadata(), timeout=UNARY_DEADLINE)
+            reply = method(request, metadata=self._metadata(), timeout=self.timeout)
         except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
+            raise self._error(exc) from exc
+        self._answered()
+        return reply
 
     def _mutation(self, method, request) -> tuple[str, RemoteItem]:  # noqa: ANN001
         reply = self._unary(method, request)

@@ -1,9 +1,12 @@
 """The uploader: a background thread that pushes due dirty files to the bucket.
 
 A file is due ``writeback_delay`` seconds after its last close (``BucketFS.release``); fsync
-uploads in the calling thread instead. A failed upload (hub unreachable, hub error) is retried
-with a capped doubling delay, so a hub that comes back gets everything without anyone asking.
-The queue itself is the persisted dirty store, so nothing here needs saving.
+uploads in the calling thread instead. Pending namespace operations (the journal,
+:mod:`.oplog`) go to the hub before any content: :meth:`BucketFS.upload` replays them first, and
+this thread replays them on its own when no file is due. A failure (hub unreachable, hub error)
+is retried with a capped doubling delay, so a hub that comes back gets everything without
+anyone asking. The queues themselves are persisted (dirty store, journal); the thread also
+saves the listing snapshot now and then, so that a mount can start while the hub is down.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from bucketfs.mount.fs import BucketFS
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 30.0
+SNAPSHOT_EVERY = 2.0  # seconds between saves of the listing snapshot (when it changed)
 
 
 class Uploader:
@@ -27,6 +31,9 @@ class Uploader:
         self.fs = fs
         self._stop = threading.Event()
         self._failures: dict[str, int] = {}
+        self._op_failures = 0
+        self._ops_after = 0.0  # monotonic time before which the journal is not retried
+        self._snap_at = 0.0
         self._thread = threading.Thread(target=self._run, name="uploader", daemon=True)
 
     def start(self) -> None:
@@ -42,15 +49,48 @@ class Uploader:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            now = time.monotonic()
+            if self.fs.pending_ops() and now >= self._ops_after:
+                self._try_ops()
             ready, nxt = self.fs.due_uploads(time.monotonic())
             for rec in ready:
                 if self._stop.is_set():
                     return
                 self._try(rec)
+            self._snapshot()
             timeout = 1.0 if nxt is None else max(0.01, min(1.0, nxt - time.monotonic()))
+            if self.fs.pending_ops():
+                timeout = max(0.01, min(timeout, self._ops_after - time.monotonic()))
             if not ready:
                 with self.fs.work:
                     self.fs.work.wait(timeout)
+
+    def _snapshot(self) -> None:
+        now = time.monotonic()
+        if now - self._snap_at < SNAPSHOT_EVERY:
+            return
+        self._snap_at = now
+        try:
+            self.fs.save_snapshot()
+        except Exception as exc:  # the snapshot only helps an offline start; keep serving
+            log.warning("could not save the listing snapshot: %s", exc)
+
+    def _try_ops(self) -> bool:
+        """Replay the journal; on failure, back off (capped doubling) before the next try."""
+        try:
+            self.fs.replay()
+        except Exception as exc:
+            self._op_failures += 1
+            delay = min(MAX_BACKOFF, 0.5 * 2 ** (self._op_failures - 1))
+            self._ops_after = time.monotonic() + delay
+            self.fs.stats.upload_errors += 1
+            self.fs.stats.last_error = f"namespace operations: {exc}"
+            log.warning("replaying %d namespace operations failed (attempt %d, retry in "
+                        "%.1fs): %s", len(self.fs.pending_ops()), self._op_failures, delay, exc)
+            return False
+        self._op_failures = 0
+        self._ops_after = 0.0
+        return True
 
     def _try(self, rec) -> bool:  # noqa: ANN001 - a writeback.Record
         try:
@@ -76,10 +116,13 @@ class Uploader:
         while True:
             recs = self.fs.dirty_records()
             yield self.fs.status()
-            if not recs:
+            if not recs and not self.fs.pending_ops():
                 return
             ok = True
-            for rec in recs:
+            if self.fs.pending_ops():
+                ok = self._try_ops()
+                yield self.fs.status()
+            for rec in recs if ok else []:
                 ok = self._try(rec) and ok
                 yield self.fs.status()
             if not ok:
@@ -90,5 +133,5 @@ class Uploader:
         """:meth:`drain` until done (True) or until ``deadline`` (monotonic; False)."""
         for _status in self.drain():
             if deadline is not None and time.monotonic() > deadline:
-                return not self.fs.dirty_records()
+                return not self.fs.dirty_records() and not self.fs.pending_ops()
         return True

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 #: Sub-command modules, in the order ``--help`` lists them. A module missing from the tree is
 #: a packaging bug, so imports are not guarded.
 COMMAND_MODULES: list[str] = [
-    "demo", "hub", "key", "identity", "thread", "bucket", "mount", "cid", "completion",
+    "demo", "hub", "key", "identity", "thread", "bucket", "mount", "status", "cid", "completion",
 ]
 
 EPILOG = """examples:

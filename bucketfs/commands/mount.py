@@ -278,7 +278,8 @@ def _flush(sock: Path, deadline: float | None, quiet: bool) -> bool:
                 if tty:
                     print(file=sys.stderr)
                 return True
-            text = (f"uploading: {msg['dirty_files']} files, {msg['dirty_bytes']} bytes left"
+            text = (f"uploading: {msg['dirty_files']} files, {msg['dirty_bytes']} bytes, "
+                    f"{msg.get('pending_ops', 0)} namespace changes left"
                     + (f" (last error: {msg['last_error']})" if msg.get("last_error") else ""))
             if not quiet and text != last:
                 print(("\r" + text + "\033[K") if tty else text, end="" if tty else "\n",

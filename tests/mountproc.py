@@ -18,6 +18,7 @@ that this helper started (and only it) is waited for, and killed if it hangs.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -108,6 +109,23 @@ def _unmount(path: Path) -> None:
             return
 
 
+def _dead(path: Path) -> bool:
+    """``path`` is a mount whose daemon is gone ("Transport endpoint is not connected")."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ENOTCONN
+    return False
+
+
+def kill_daemon(m: Mount) -> None:
+    """SIGKILL the daemon of ``m`` (a crash) and wait until it is gone; the kernel mount stays,
+    dead, until the next mount of that mount point cleans it up."""
+    assert m.pid is not None
+    os.kill(m.pid, signal.SIGKILL)
+    _wait_exit(m.pid, 60)
+
+
 def _is_mounted(path: Path) -> bool:
     real = os.path.abspath(path)
     with open("/proc/self/mountinfo") as f:
@@ -142,7 +160,8 @@ def mounted(
 ) -> Iterator[Mount]:
     """Mount bucket ``key`` under ``tmp_path/name``; ``opts`` become ``-o k=v`` (True → ``k``)."""
     path = Path(tmp_path) / name
-    path.mkdir(parents=True, exist_ok=True)
+    if not _dead(path):  # a dead mount left by a killed daemon is for the mount to clean up
+        path.mkdir(parents=True, exist_ok=True)
     cache = cache_dir or Path(tmp_path) / f"{name}-cache"
     o = [f"cache_dir={cache}"]
     for k, v in opts.items():

@@ -12,6 +12,7 @@ progress, then unmounts; ``--lazy`` unmounts at once and leaves the queue persis
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import subprocess
 import sys
@@ -123,6 +124,16 @@ def _options(args: argparse.Namespace):  # noqa: ANN202
     return options.parse(args.options, base), cfg
 
 
+def _dead_mount(mountpoint: str) -> bool:
+    """A mount left by a crashed daemon ("Transport endpoint is not connected"): the daemon
+    detaches it at start-up (``daemon.clean_stale_mount``)."""
+    try:
+        os.stat(mountpoint)
+    except OSError as exc:
+        return exc.errno == errno.ENOTCONN
+    return False
+
+
 NAME_FILE = "bucket-name"  # in <cache_dir>/<key>/: lets an offline mount find a bucket by name
 
 
@@ -155,7 +166,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
     """Mount (background unless -f)."""
     bucket, mountpoint = _split_target(args)
     opts, cfg = _options(args)
-    if not os.path.isdir(mountpoint):
+    if not os.path.isdir(mountpoint) and not _dead_mount(mountpoint):
         raise UserError(f"mount point {mountpoint} is not a directory (create it first)")
     client = client_from_args(args)
     key = _resolve_bucket_or_cached(client, bucket, cfg.key, opts.cache_dir)

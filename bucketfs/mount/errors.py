@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import sqlite3
 
 from bucketfs.client import errors as ce
 
@@ -71,5 +72,10 @@ def to_errno(exc: BaseException) -> int:
     if isinstance(exc, OSError) and exc.errno:
         # Local disk trouble in the cache (ENOSPC above all) is passed through as is.
         return exc.errno
+    if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
+        # The dirty store's and the journal's SQLite: "database or disk is full". The
+        # transaction was rolled back, so nothing stored changed; the writer must know.
+        log.warning("cache disk full: %s", exc)
+        return errno.ENOSPC
     log.error("unexpected error in a filesystem operation", exc_info=exc)
     return errno.EIO

@@ -489,10 +489,11 @@ class BucketFS:
         rec = self._record_of(h.ino)
         if rec is None:
             return
+        if self.fsync_local:
+            self.store.sync(rec)  # data, record and SQLite log on disk: survives a power cut
+            return
         with rec.lock:
             self.store.save(rec)
-        if self.fsync_local:
-            return
         with self._mut:
             self._upload(rec)
 

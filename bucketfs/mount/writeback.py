@@ -170,14 +170,26 @@ class DirtyStore:
                 log.error("damaged dirty-file record %s set aside: %r", key, text)
                 self._cache.set(("bad-rec", key[1]), text)
                 self._cache.delete(key)
+        # Data files whose record is gone (a crash inside drop()); a set-aside record keeps its
+        # data for inspection.
+        keep = {r.file_id for r in out} | {
+            k[1] for k in self._cache.iterkeys() if isinstance(k, tuple) and k[0] == "bad-rec"}
+        with os.scandir(self._dir / "data") as it:
+            for e in it:
+                if e.name not in keep:
+                    log.info("removing dirty data %s left without a record", e.name)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(e.path)
         return out
 
     def drop(self, rec: Record) -> None:
-        """Forget a file: its data first, then the record (a crash in between leaves a record
-        whose present chunks read as zeros — never data without a record)."""
+        """Forget a file: the record first, then its data. A crash in between leaves a data
+        file without a record (removed by the next :meth:`load_all`); the other order would
+        leave a record whose present chunks read as zeros, and the next mount would upload
+        those zeros over the file."""
+        self._cache.delete(("rec", rec.file_id))
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._data(rec))
-        self._cache.delete(("rec", rec.file_id))
 
     def dirty_bytes(self) -> int:
         """Bytes the data files occupy on disk."""

@@ -8,6 +8,7 @@ tree must equal the model's.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from bucketfs.mount import oplog
 from bucketfs.mount.oplog import Journal, Op
 from bucketfs.mount.remote import RemoteItem
+from bucketfs.mount.writeback import DirtyStore
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -69,6 +71,46 @@ def test_snapshot_roundtrip_and_replacement(tmp_path: Path) -> None:
     snap = Journal(tmp_path / "journal.db").load_snapshot()
     assert snap is not None
     assert (snap.root, snap.mark, snap.listings) == ("/ipfs/r2", 9, {"": {"f": item}})
+
+
+class Crash(Exception):
+    """The daemon dies here."""
+
+
+def test_a_crash_inside_drop_never_leaves_a_record_without_its_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_base(cid: str, size: int, offset: int, length: int) -> bytes:
+        raise AssertionError("no base file here")
+
+    store = DirtyStore(tmp_path / "dirty", no_base)
+    rec = store.new("f.bin", "", 0, 0o644, 1, expect_cid="")
+    store.write(rec, 0, b"x" * 300_000)
+    real_unlink = os.unlink
+
+    def unlink_then_die(path, *a, **kw) -> None:  # noqa: ANN001, ANN002, ANN003
+        real_unlink(path, *a, **kw)
+        raise Crash  # the process dies right after the data file is gone
+
+    monkeypatch.setattr(os, "unlink", unlink_then_die)
+    with pytest.raises(Crash):
+        store.drop(rec)
+    monkeypatch.undo()
+    store.close()
+    again = DirtyStore(tmp_path / "dirty", no_base)
+    for r in again.load_all():  # a survivor must still read as what was written
+        assert again.read(r, 0, r.size) == b"x" * 300_000
+    again.close()
+
+
+def test_data_files_without_a_record_are_removed_at_load(tmp_path: Path) -> None:
+    store = DirtyStore(tmp_path / "dirty", lambda *a: b"")
+    rec = store.new("kept", "", 0, 0o644, 1, expect_cid="")
+    store.write(rec, 0, b"kept")
+    (tmp_path / "dirty" / "data" / "orphan").write_bytes(b"left by a crash")
+    assert [r.file_id for r in store.load_all()] == [rec.file_id]
+    assert sorted(os.listdir(tmp_path / "dirty" / "data")) == [rec.file_id]
+    store.close()
 
 
 # -- the reference model ----------------------------------------------------------------------

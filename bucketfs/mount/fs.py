@@ -1089,6 +1089,10 @@ class BucketFS:
                     self.store.save(rec)  # changed while pushing: stays dirty
                     clean = False
             if clean:
+                # Until the record is dropped (in the background), a crash re-queues it: with
+                # the new expect_cid saved, that costs one identical upload, not a false
+                # conflict copy.
+                self.store.save(rec)
                 # Its chunks are the new CID's chunks (same 256 KiB alignment as the importer):
                 # keep them as read cache, then free the dirty store.
                 self.reads.adopt(cid, self.store.iter_content(rec),

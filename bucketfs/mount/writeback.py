@@ -165,13 +165,21 @@ class DirtyStore:
                 continue
             text = self._cache.get(key)
             try:
-                out.append(Record.from_json(text))
+                rec = Record.from_json(text)
             except (ValueError, KeyError, TypeError):
                 log.error("damaged dirty-file record %s set aside: %r", key, text)
                 self._cache.set(("bad-rec", key[1]), text)
                 self._cache.delete(key)
-        # Data files whose record is gone (a crash inside drop()); a set-aside record keeps its
-        # data for inspection.
+                continue
+            if rec.chunks and not self._data(rec).exists():
+                # A data file is created before any chunk is marked present, so this is a drop()
+                # cut short by a crash: the file was uploaded or discarded already.
+                log.warning("discarding the record of %s: its drop was interrupted", rec.path)
+                self._cache.delete(key)
+                continue
+            out.append(rec)
+        # Data files without a record (a crash between creating a record's data file and its
+        # first save); a set-aside record keeps its data for inspection.
         keep = {r.file_id for r in out} | {
             k[1] for k in self._cache.iterkeys() if isinstance(k, tuple) and k[0] == "bad-rec"}
         with os.scandir(self._dir / "data") as it:
@@ -183,13 +191,14 @@ class DirtyStore:
         return out
 
     def drop(self, rec: Record) -> None:
-        """Forget a file: the record first, then its data. A crash in between leaves a data
-        file without a record (removed by the next :meth:`load_all`); the other order would
-        leave a record whose present chunks read as zeros, and the next mount would upload
-        those zeros over the file."""
-        self._cache.delete(("rec", rec.file_id))
+        """Forget a file: its data first, then the record. Data first frees the space before
+        SQLite needs some (deleting a dirty file must work on a full disk). A crash in between
+        leaves a record with present chunks and no data file, which :meth:`load_all`
+        recognises and discards — it must never be read (its chunks would read as zeros and
+        be uploaded over the file)."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._data(rec))
+        self._cache.delete(("rec", rec.file_id))
 
     def dirty_bytes(self) -> int:
         """Bytes the data files occupy on disk."""

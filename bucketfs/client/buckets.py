@@ -37,7 +37,9 @@ from bucketfs.client.channel import (
     with_retries,
 )
 from bucketfs.client.errors import (
+    PRIVATE_REFUSAL,
     ClientError,
+    FailedPrecondition,
     HubError,
     HubUnavailable,
     Unauthenticated,
@@ -505,7 +507,9 @@ class BucketsClient:
 
         ReadFile sends 256 KiB messages where PullPath is fixed at Textile's 32 KiB, which
         about doubles pull throughput over loopback (bench/bench_client.py). A Textile hub
-        answers UNIMPLEMENTED, and from then on this client uses PullPath.
+        answers UNIMPLEMENTED, and from then on this client uses PullPath. A private bucket
+        is refused by ReadFile (FAILED_PRECONDITION, before any byte), so it uses PullPath,
+        which decrypts.
         """
         if not self._no_read_file:
             try:
@@ -522,6 +526,9 @@ class BucketsClient:
                 )
             except Unimplemented:
                 self._no_read_file = True
+            except FailedPrecondition as exc:
+                if PRIVATE_REFUSAL not in str(exc):
+                    raise
         return self.pull_path(key, path, out, progress)
 
     def pull_ipfs_path(self, path: str, out: IO[bytes], progress: Progress | None = None) -> int:

@@ -65,6 +65,9 @@ class Unimplemented(ClientError):
 
 
 NON_FAST_FORWARD_TEXT = "update is non-fast-forward"
+# What bucketfs's hub says (FAILED_PRECONDITION) when an FS call names a private bucket
+# (bucketfs/hub/fs.py PRIVATE_UNSUPPORTED); the client then uses the Textile RPCs.
+PRIVATE_REFUSAL = "is private (encrypted)"
 
 # The resolver texts that the hub sends with UNKNOWN for a missing path (spec 5.6 / 13); Go's
 # servers give no NOT_FOUND code for these, so the text is the only signal.

@@ -14,8 +14,9 @@ Deliberate differences from Textile, all in the direction of linear cost or clea
 - Paths with ``..``, NUL or over 4096 bytes are rejected (INVALID_ARGUMENT), see ``paths``.
 - MovePath refuses to move a directory into its own subtree (INVALID_ARGUMENT) where Textile
   rearranged the subtree, and records the metadata entry at the final destination path.
-- Private (encrypted) buckets are not supported: ``Create(private=true)`` fails with
-  UNIMPLEMENTED and says so.
+- Private (encrypted) buckets follow spec section 7 (see ``private`` and ``dcrypto``). Where
+  Textile's MovePath would leave a moved file encrypted under a key its new path does not
+  have, the moved files are re-encrypted with the destination's key.
 - There is no IPFS network: ``SetPath``/``Create(bootstrap_cid)`` accept only DAGs whose
   blocks are already in this hub (pushed before, or sent with ``bucketfs.pb.FS/PutBlocks``).
 """
@@ -32,7 +33,7 @@ from pathlib import Path
 import grpc
 
 from bucketfs import metrics
-from bucketfs.hub import access, tree
+from bucketfs.hub import access, dcrypto, tree
 from bucketfs.hub.errors import (
     ARCHIVING_DISABLED,
     HEADER_REQUIRED,
@@ -55,8 +56,18 @@ from bucketfs.hub.paths import (
     parse_path,
     thread_from_metadata,
 )
+from bucketfs.hub.private import (
+    PrivateDirs,
+    dirs_of,
+    encrypt_dag,
+    file_key,
+    key_text,
+    keys_of,
+    plain_pieces,
+    reencrypt,
+)
 from bucketfs.hub.pushing import FileSlots, StreamingImport
-from bucketfs.hub.store import Bucket, Changes, HubStore, Meta, now_ns
+from bucketfs.hub.store import Bucket, Changes, HubStore, Meta, dirs_for, now_ns
 from bucketfs.hub.tree import TreeEditor, new_root
 from bucketfs.ipfs.blockstore import BlockNotFound
 from bucketfs.ipfs.cid import CID, InvalidCID
@@ -74,11 +85,20 @@ SEED_SIZE = 32
 
 
 def resolve(store: HubStore, root: CID, rel: str) -> tuple[CID, int | None]:
-    """The node at bucket path ``rel`` and the Tsize its parent records (None for the root).
-
-    Missing paths raise UNKNOWN with the IPFS resolver text (spec 13).
+    """The node at path ``rel`` under a plain DAG ``root`` and the Tsize its parent records
+    (None for the root). Missing paths raise UNKNOWN with the IPFS resolver text (spec 13).
     """
     return tree.resolve(store.blocks, root, rel)
+
+
+def resolve_in(store: HubStore, bucket: Bucket, rel: str) -> tuple[CID, int | None]:
+    """:func:`resolve` inside a bucket (decrypting directories of a private bucket)."""
+    return tree.resolve(store.blocks, bucket.root_cid, rel, dirs_for(bucket))
+
+
+def private_dirs(bucket: Bucket) -> PrivateDirs | None:
+    """The directory codec of a private bucket, None for a public one."""
+    return dirs_of(bucket.link_key) if bucket.link_key else None
 
 
 def rechunk(pieces: Iterator[bytes], size: int) -> Iterator[bytes]:
@@ -177,8 +197,11 @@ class BucketsService(pb_grpc.APIServiceServicer):
         meta = self.store.all_metadata(bucket.key)
         access.check_write(bucket.owner, caller, meta, paths, change)
 
-    def _links(self, bucket: Bucket, rel: str) -> pb.LinksResponse:
+    def _links(self, bucket: Bucket, rel: str, caller: access.Caller) -> pb.LinksResponse:
         suffix = f"/{rel}" if rel else ""
+        token = getattr(caller.record, "token", None) if bucket.link_key else None
+        if token:
+            suffix += f"?token={token}"  # spec 5.6 Links: private buckets carry the token
         return pb.LinksResponse(
             url=f"{self.gateway_url}/thread/{bucket.thread}/buckets/{bucket.key}{suffix}",
             www="",
@@ -213,8 +236,8 @@ class BucketsService(pb_grpc.APIServiceServicer):
             meta = self._meta_for_read(bucket, caller)
             if nearest(meta, rel) is None:
                 raise unknown(f"could not resolve path: {rel}")
-            resolve(self.store, bucket.root_cid, rel)
-        return self._links(bucket, rel)
+            resolve_in(self.store, bucket, rel)
+        return self._links(bucket, rel, caller)
 
     @grpc_errors
     def ListPath(
@@ -225,7 +248,7 @@ class BucketsService(pb_grpc.APIServiceServicer):
         rel = clean_path(request.path)
         meta = self._meta_for_read(bucket, caller)
         access.check_read(bucket.owner, caller, meta, rel)
-        cid, tsize = resolve(self.store, bucket.root_cid, rel)
+        cid, tsize = resolve_in(self.store, bucket, rel)
         if nearest(meta, rel) is None:
             raise unknown(f"could not resolve path: {rel}")
         ipfs_path = bucket.path + (f"/{rel}" if rel else "")
@@ -234,7 +257,10 @@ class BucketsService(pb_grpc.APIServiceServicer):
         if rel:
             mode, mtime = self.store.attrs(bucket.key, rel)
             attrs[rel] = (mode, mtime)
-        item = path_item(self.store.blocks, cid, tsize, name, ipfs_path, rel, meta, attrs, True)
+        item = path_item(
+            self.store.blocks, cid, tsize, name, ipfs_path, rel, meta, attrs, True,
+            private_dirs(bucket),
+        )  # fmt: skip
         return pb.ListPathResponse(item=item, root=root_pb(bucket, meta))
 
     @grpc_errors
@@ -283,8 +309,16 @@ class BucketsService(pb_grpc.APIServiceServicer):
         rel = clean_path(request.path)
         if not access.is_owner(bucket.owner, caller):
             access.check_read(bucket.owner, caller, self._meta_for_read(bucket, caller), rel)
-        cid, _ = resolve(self.store, bucket.root_cid, rel)
-        for chunk in self._stream_file(cid):
+        cid, _ = resolve_in(self.store, bucket, rel)
+        dirs = private_dirs(bucket)
+        if dirs is None:
+            chunks = self._stream_file(cid)
+        else:
+            if dirs.entries(self.store.blocks, cid) is not None:
+                raise unknown(NODE_IS_DIR)
+            key = file_key(self.store.all_metadata(bucket.key), rel)
+            chunks = rechunk(plain_pieces(self.store.blocks, cid, key), PULL_CHUNK)
+        for chunk in chunks:
             yield pb.PullPathResponse(chunk=chunk)
 
     @grpc_errors
@@ -303,34 +337,47 @@ class BucketsService(pb_grpc.APIServiceServicer):
         bootstrap = parse_cid(request.bootstrap_cid, "bootstrap") if request.bootstrap_cid else None
         if request.unfreeze:
             raise unknown(ARCHIVING_DISABLED)
-        if request.private:
-            raise HubError(
-                grpc.StatusCode.UNIMPLEMENTED,
-                "private (encrypted) buckets are not supported by this hub",
-            )
         self.store.check_thread(thread)
         seed = os.urandom(SEED_SIZE)
-        seed_cid = CID.of_raw(seed)
+        # Spec 5.6 Create: a private bucket gets a link key and a root file key; its seed is
+        # stored encrypted with the file key (the response still carries the plaintext seed).
+        link_key = dcrypto.new_key() if request.private else b""
+        root_key = dcrypto.new_key() if request.private else b""
+        dirs = PrivateDirs(link_key) if request.private else tree.PLAIN
+        stored_seed = dcrypto.encrypt(root_key, seed) if request.private else seed
+        seed_cid = CID.of_raw(stored_seed)
         with self.store.mutation_gate():
-            self.store.blocks.put(seed_cid, seed, trusted=True)
+            self.store.blocks.put(seed_cid, stored_seed, trusted=True)
             if bootstrap is not None:
                 _, kind = require_dag(self.store, bootstrap, "bootstrap")
                 if kind != "dir":
                     raise unknown(f"invalid bootstrap cid: {bootstrap} is not a directory")
-                editor = TreeEditor(self.store.blocks, bootstrap)
-                editor.set_cid(SEED_NAME, seed_cid, SEED_SIZE)
+                if isinstance(dirs, PrivateDirs):
+                    bootstrap, _ = encrypt_dag(
+                        self.store.blocks, dirs, bootstrap, "", lambda _p: root_key
+                    )
+                editor = TreeEditor(self.store.blocks, bootstrap, dirs)
+                editor.set_cid(SEED_NAME, seed_cid, len(stored_seed))
                 root, tsize = editor.flush()
             else:
-                root, tsize = new_root(self.store.blocks, seed_cid, SEED_SIZE)
+                root, tsize = new_root(self.store.blocks, seed_cid, len(stored_seed), dirs)
             ts = now_ns()
-            roles = {"*": access.READER, caller.identity: access.ADMIN} if caller.identity else {}
-            meta = {"": Meta(ts, roles), SEED_NAME: Meta(ts)}
+            roles: dict[str, int] = {}
+            if caller.identity:
+                roles[caller.identity] = access.ADMIN
+                if not request.private:
+                    roles["*"] = access.READER  # spec 5.3: private buckets are owner-only
+            meta = {
+                "": Meta(ts, roles, key_text(root_key) if request.private else ""),
+                SEED_NAME: Meta(ts),
+            }
             bucket = self.store.create_bucket(
-                thread, new_bucket_key(), request.name, caller.identity, root, meta
-            )
+                thread, new_bucket_key(), request.name, caller.identity, root, meta,
+                key_text(link_key) if request.private else "",
+            )  # fmt: skip
         return pb.CreateResponse(
             root=root_pb(bucket, meta),
-            links=self._links(bucket, ""),
+            links=self._links(bucket, "", caller),
             seed=seed,
             seed_cid=str(seed_cid),
             pinned=tsize,
@@ -358,15 +405,27 @@ class BucketsService(pb_grpc.APIServiceServicer):
             self._check_write(bucket, caller, [rel])
             tsize, kind = require_dag(self.store, cid, "remote")
             _, old_size = resolve_root_size(self.store, bucket)
+            dirs = private_dirs(bucket)
+            if dirs is not None:
+                # Spec 5.6 SetPath: a private bucket re-encrypts the imported DAG; its files
+                # take the keys their paths will have (entries under rel/ are unset below).
+                meta = {
+                    p: m
+                    for p, m in self.store.all_metadata(bucket.key).items()
+                    if not (rel and p.startswith(rel + "/"))
+                }
+                cid, tsize = encrypt_dag(self.store.blocks, dirs, cid, rel, keys_of(meta))
             if not rel:
                 # Spec 5.6: the whole root becomes the DAG plus a new .textileseed.
                 if kind != "dir":
                     raise unknown(f"invalid remote cid: {cid} is not a directory")
                 seed = os.urandom(SEED_SIZE)
+                if dirs is not None:
+                    seed = dcrypto.encrypt(file_key(meta, SEED_NAME), seed)
                 seed_cid = CID.of_raw(seed)
                 self.store.blocks.put(seed_cid, seed, trusted=True)
-                editor = TreeEditor(self.store.blocks, cid)
-                editor.set_cid(SEED_NAME, seed_cid, SEED_SIZE)
+                editor = TreeEditor(self.store.blocks, cid, dirs_for(bucket))
+                editor.set_cid(SEED_NAME, seed_cid, len(seed))
             else:
                 editor = self.store.editor(bucket)
                 editor.set_cid(rel, cid, tsize)
@@ -400,7 +459,7 @@ class BucketsService(pb_grpc.APIServiceServicer):
             editor = self.store.editor(bucket)
             node = editor.get(src)
             if node is None:
-                resolve(self.store, bucket.root_cid, src)  # raises the resolver text
+                resolve_in(self.store, bucket, src)  # raises the resolver text
                 raise unknown(f"could not resolve path: {src}")
             # mv semantics (spec 5.6 MovePath step 6).
             target = editor.get(dst) if dst else editor.root
@@ -413,16 +472,33 @@ class BucketsService(pb_grpc.APIServiceServicer):
                 return pb.MovePathResponse()
             if dst.startswith(src + "/"):
                 raise invalid(f"cannot move {src!r} into its own subtree {dst!r}")
+            ts = now_ns()
+            dirs = private_dirs(bucket)
+            if dirs is not None:
+                node = self._rekey_moved(bucket, dirs, node, src, dst, ts)
             editor.remove(src)
             editor.set(dst, node)
             root, _ = editor.flush()
-            ts = now_ns()
             ch = Changes()
             ch.set_meta(dst, ts)
             ch.unset_meta_prefix(src + "/")
             ch.move_attrs(src, dst)
             self.store.commit(bucket, root, ch, ts)
         return pb.MovePathResponse()
+
+    def _rekey_moved(
+        self, bucket: Bucket, dirs: PrivateDirs, node: tree.Node, src: str, dst: str, ts: int
+    ) -> tree.Node:
+        """A moved private node re-encrypted where its files' keys change: the metadata
+        below ``src`` (with any keys) is dropped and ``dst`` takes the nearest key there."""
+        assert node.cid is not None, "a node about to move has not been edited"
+        old = self.store.all_metadata(bucket.key)
+        new = {p: m for p, m in old.items() if not p.startswith(src + "/")}
+        new.setdefault(dst, Meta(ts))
+        done = reencrypt(
+            self.store.blocks, dirs, node.cid, src, dst, keys_of(old), keys_of(new)
+        )
+        return node if done is None else tree.Ref(*done)
 
     @grpc_errors
     def RemovePath(
@@ -457,7 +533,7 @@ class BucketsService(pb_grpc.APIServiceServicer):
             if who != "*":
                 _check_public_key(who)
         with self.store.mutation(thread, request.key) as bucket:
-            resolve(self.store, bucket.root_cid, rel)
+            resolve_in(self.store, bucket, rel)
             meta = self.store.all_metadata(bucket.key)
             if not access.is_owner(bucket.owner, caller):
                 access.check_write(bucket.owner, caller, meta, [rel], "roles")
@@ -472,9 +548,48 @@ class BucketsService(pb_grpc.APIServiceServicer):
             if current is not None and roles == before:
                 return pb.PushPathAccessRolesResponse(pinned=0)
             ch = Changes()
-            ch.set_meta(rel, now_ns(), roles)
-            self.store.commit(bucket, None, ch)
-        return pb.PushPathAccessRolesResponse(pinned=0)
+            ts = now_ns()
+            dirs = private_dirs(bucket)
+            if dirs is None:
+                ch.set_meta(rel, ts, roles)
+                self.store.commit(bucket, None, ch)
+                return pb.PushPathAccessRolesResponse(pinned=0)
+            root, pinned = self._rotate_keys(bucket, dirs, meta, rel, roles, ts, ch)
+            self.store.commit(bucket, root, ch, ts)
+        return pb.PushPathAccessRolesResponse(pinned=pinned)
+
+    def _rotate_keys(
+        self,
+        bucket: Bucket,
+        dirs: PrivateDirs,
+        meta: dict[str, Meta],
+        rel: str,
+        roles: dict[str, int],
+        ts: int,
+        ch: Changes,
+    ) -> tuple[CID, int]:
+        """Spec 5.6 PushPathAccessRoles for a private bucket: a new file key at ``rel``, every
+        key under it rotated, and the sub-DAG re-encrypted. Returns (new root, pinned)."""
+        new = dict(meta)
+        new_key = key_text(dcrypto.new_key())
+        ch.set_meta(rel, ts, roles, key=new_key)
+        new[rel] = Meta(ts, roles, new_key)
+        for p, m in meta.items():
+            if p != rel and m.key and (not rel or p.startswith(rel + "/")):
+                rotated = key_text(dcrypto.new_key())
+                ch.set_key(p, rotated)
+                new[p] = Meta(m.updated_at, m.roles, rotated)
+        _, old_size = resolve_root_size(self.store, bucket)
+        cid, _ = resolve_in(self.store, bucket, rel)
+        done = reencrypt(self.store.blocks, dirs, cid, rel, rel, keys_of(meta), keys_of(new))
+        if done is None:  # pragma: no cover - every key under rel changed
+            return bucket.root_cid, 0
+        if not rel:
+            return done[0], done[1] - old_size
+        editor = self.store.editor(bucket)
+        editor.set_cid(rel, *done)
+        root, new_size = editor.flush()
+        return root, new_size - old_size
 
     @grpc_errors
     def PullPathAccessRoles(
@@ -484,7 +599,7 @@ class BucketsService(pb_grpc.APIServiceServicer):
         rel = parse_path(request.path)
         bucket = self.store.get_bucket(thread, request.key)
         try:
-            resolve(self.store, bucket.root_cid, rel)
+            resolve_in(self.store, bucket, rel)
         except HubError:
             raise unknown(f"could not resolve path: {rel}") from None
         meta = self._meta_for_read(bucket, caller)
@@ -529,19 +644,25 @@ class BucketsService(pb_grpc.APIServiceServicer):
             self._check_write(bucket, caller, [rel])
             importer = StreamingImport(self.store.blocks, f"push {rel[:40]}")
             received = reported = 0
+            enc = None
             try:
+                if bucket.link_key:  # spec 7.3: the file is stored as its dcrypto stream
+                    enc = dcrypto.Encryptor(file_key(self.store.all_metadata(bucket.key), rel))
+                    importer.feed(enc.header())
                 for req in request_iterator:
                     if req.WhichOneof("payload") != "chunk":
                         raise unknown(INVALID_REQUEST)
                     check_size(len(req.chunk))
                     BYTES_IN.inc(len(req.chunk))
-                    importer.feed(req.chunk)
+                    importer.feed(enc.update(req.chunk) if enc else req.chunk)
                     received += len(req.chunk)
                     if received - reported >= PROGRESS_STEP:
                         reported = received
                         yield pb.PushPathResponse(
                             event=pb.PushPathResponse.Event(name=rel, bytes=received)
                         )
+                if enc is not None:
+                    importer.feed(enc.finalize())
                 result = importer.finish()
             except BaseException:
                 importer.abort()
@@ -641,7 +762,11 @@ class _PushPathsRun:
         self.changes = Changes()
         self.last_root = bucket.path
         self.old_size = resolve_root_size(self.store, bucket)[1]
-        self.slots = FileSlots(self.store.blocks, Path(service.spill_dir))
+        cipher = None
+        if bucket.link_key:
+            meta = self.store.all_metadata(bucket.key)
+            cipher = lambda rel: dcrypto.Encryptor(file_key(meta, rel))  # noqa: E731
+        self.slots = FileSlots(self.store.blocks, Path(service.spill_dir), cipher)
         self.checked: set[str] = set()
         self.completed = 0
         self.flushed_at = 0  # self.completed when last_root was last computed

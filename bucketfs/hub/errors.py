@@ -94,9 +94,14 @@ def _abort(context: grpc.ServicerContext, exc: BaseException, name: str) -> None
         # nobody is left to receive a status, and whatever was half-done was never committed.
         log.info("%s: client stream ended abnormally: %r", name, exc)
         raise exc
+    from bucketfs.hub.dcrypto import DecryptError
     from bucketfs.ipfs.blockstore import BlockCorrupt, BlockNotFound
 
-    if isinstance(exc, BlockNotFound):
+    if isinstance(exc, DecryptError):
+        # A private bucket's ciphertext that does not verify under its key: tampered data.
+        log.error("%s: %s", name, exc)
+        exc = HubError(grpc.StatusCode.DATA_LOSS, f"decrypting: {exc}")
+    elif isinstance(exc, BlockNotFound):
         # A CID the caller named that this hub does not hold (there is no IPFS network).
         exc = HubError(grpc.StatusCode.NOT_FOUND, f"block not found in this hub: {exc}")
     elif isinstance(exc, BlockCorrupt):

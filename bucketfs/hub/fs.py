@@ -19,6 +19,7 @@ import json
 import logging
 import queue
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import grpc
@@ -93,6 +94,16 @@ class FSService(fs_pb2_grpc.FSServicer):
         self.store.check_thread(thread)
         return thread, caller
 
+    def _bucket(self, thread: str, key: str) -> Bucket:
+        """The bucket ``key``; FAILED_PRECONDITION for a private one (see ``_public``)."""
+        return _public(self.store.get_bucket(thread, key))
+
+    @contextmanager
+    def _mutation(self, thread: str, key: str, root: str) -> Iterator[Bucket]:
+        """``HubStore.mutation`` for a public bucket (see ``_public``)."""
+        with self.store.mutation(thread, key, root) as bucket:
+            yield _public(bucket)
+
     def _check_write(
         self, bucket: Bucket, caller: access.Caller, paths: list[str], change: str = "update"
     ) -> None:
@@ -150,7 +161,7 @@ class FSService(fs_pb2_grpc.FSServicer):
             cid = parse_cid(request.cid, "remote")
         else:
             thread, caller = self._enter(context)
-            bucket = self.store.get_bucket(thread, request.key)
+            bucket = self._bucket(thread, request.key)
             rel = clean_path(request.path)
             self._check_read(bucket, caller, rel)
             cid, _ = resolve(self.store, bucket.root_cid, rel)
@@ -233,7 +244,7 @@ class FSService(fs_pb2_grpc.FSServicer):
         self, request: fs_pb2.ListDirRequest, context: grpc.ServicerContext
     ) -> fs_pb2.ListDirReply:
         thread, caller = self._enter(context)
-        bucket = self.store.get_bucket(thread, request.key)
+        bucket = self._bucket(thread, request.key)
         rel = clean_path(request.path)
         self._check_read(bucket, caller, rel)
         return fs_pb2.ListDirReply(item=self._item(bucket, rel, children=True), root=bucket.path)
@@ -245,7 +256,7 @@ class FSService(fs_pb2_grpc.FSServicer):
         thread, _ = self._enter(context)
         with self.store.watch(request.key) as events:
             # Subscribe first, then read: a change in between is seen twice, never missed.
-            bucket = self.store.get_bucket(thread, request.key)
+            bucket = self._bucket(thread, request.key)
             yield fs_pb2.WatchRootReply(
                 key=bucket.key, path=bucket.path, updated_at=bucket.updated_at
             )
@@ -270,7 +281,7 @@ class FSService(fs_pb2_grpc.FSServicer):
         rel = parse_path(request.path)
         mode, mtime = _opt(request, "mode"), _opt(request, "mtime")
         _check_mode(mode)
-        with self.store.mutation(thread, request.key, request.root) as bucket:
+        with self._mutation(thread, request.key, request.root) as bucket:
             self._check_write(bucket, caller, [rel])
             resolve(self.store, bucket.root_cid, rel)
             ch = Changes()
@@ -292,7 +303,7 @@ class FSService(fs_pb2_grpc.FSServicer):
             raise invalid(f"symlink target longer than {MAX_PATH_BYTES} bytes")
         mode, mtime = _opt(request, "mode"), _opt(request, "mtime")
         _check_mode(mode)
-        with self.store.mutation(thread, request.key, request.root) as bucket:
+        with self._mutation(thread, request.key, request.root) as bucket:
             self._check_write(bucket, caller, [rel])
             editor = self.store.editor(bucket)
             self._need_parent(editor, rel)
@@ -310,7 +321,7 @@ class FSService(fs_pb2_grpc.FSServicer):
         rel = self._target(request.path)
         mode, mtime = _opt(request, "mode"), _opt(request, "mtime")
         _check_mode(mode)
-        with self.store.mutation(thread, request.key, request.root) as bucket:
+        with self._mutation(thread, request.key, request.root) as bucket:
             self._check_write(bucket, caller, [rel])
             editor = self.store.editor(bucket)
             if editor.get(rel) is not None:
@@ -327,7 +338,7 @@ class FSService(fs_pb2_grpc.FSServicer):
         cid = parse_cid(request.cid, "remote")
         mode, mtime = _opt(request, "mode"), _opt(request, "mtime")
         _check_mode(mode)
-        with self.store.mutation(thread, request.key, request.root) as bucket:
+        with self._mutation(thread, request.key, request.root) as bucket:
             self._check_write(bucket, caller, [rel])
             tsize, _ = require_dag(self.store, cid, "remote")
             editor = self.store.editor(bucket)
@@ -369,7 +380,7 @@ class FSService(fs_pb2_grpc.FSServicer):
     ) -> fs_pb2.MutationReply:
         thread, caller = self._enter(context)
         rel = self._target(request.path)
-        with self.store.mutation(thread, request.key, request.root) as bucket:
+        with self._mutation(thread, request.key, request.root) as bucket:
             self._check_write(bucket, caller, [rel], "delete")
             editor = self.store.editor(bucket)
             node = editor.get(rel)
@@ -407,7 +418,7 @@ class FSService(fs_pb2_grpc.FSServicer):
         noreplace = bool(flags & fs_pb2.RENAME_NOREPLACE)
         if dst.startswith(src + "/") or (exchange and src.startswith(dst + "/")):
             raise invalid(f"cannot move {src!r} into its own subtree")
-        with self.store.mutation(thread, request.key, request.root) as bucket:
+        with self._mutation(thread, request.key, request.root) as bucket:
             self._check_write(bucket, caller, [src, dst])
             editor = self.store.editor(bucket)
             node = editor.get(src)
@@ -455,6 +466,22 @@ class FSService(fs_pb2_grpc.FSServicer):
             d = editor.open_dir(dst)
             if d is not None and d.entries:
                 raise _precondition(f"directory not empty: {dst}")
+
+
+PRIVATE_UNSUPPORTED = (
+    "bucket {key} is private (encrypted); the FS service and the mount serve public buckets "
+    "only: use `bucketfs bucket push/pull/cat` for private buckets"
+)
+
+
+def _public(bucket: Bucket) -> Bucket:
+    """Refuse a private bucket: the FS calls read and write blocks and ranges directly, which
+    for a private bucket would be ciphertext (the mount refuses it with this message)."""
+    if bucket.link_key:
+        raise HubError(
+            grpc.StatusCode.FAILED_PRECONDITION, PRIVATE_UNSUPPORTED.format(key=bucket.key)
+        )
+    return bucket
 
 
 def _check_mode(mode: int | None) -> None:

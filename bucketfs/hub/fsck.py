@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bucketfs.hub.db import Database
+from bucketfs.hub.private import key_bytes, live_nodes
 from bucketfs.ipfs import dagpb
 from bucketfs.ipfs.blockstore import BlockCorrupt, BlockNotFound, FSBlockstore
 from bucketfs.ipfs.cid import CID, DAG_PB, IDENTITY, InvalidCID
@@ -74,14 +75,20 @@ def fsck(data_dir: Path) -> FsckReport:
     seen: set[CID] = set()
     try:
         conn = db.conn()
-        for key, root in conn.execute("SELECT key, root FROM buckets ORDER BY key"):
+        rows = conn.execute("SELECT key, root, link_key FROM buckets ORDER BY key").fetchall()
+        for key, root, link_key in rows:
             report.buckets += 1
             try:
                 cid = CID.decode(root)
             except InvalidCID as exc:
                 report.problems.append(f"bucket {key}: root {root!r} is not a CID: {exc}")
                 continue
-            check_dag(store, cid, seen, report, f"bucket {key}")
+            if link_key:
+                # A private bucket's directory nodes are encrypted and have no links.
+                for node in live_nodes(store, cid, key_bytes(link_key)):
+                    check_dag(store, node, seen, report, f"bucket {key}")
+            else:
+                check_dag(store, cid, seen, report, f"bucket {key}")
         for table in ("path_meta", "attrs"):
             orphans = conn.execute(
                 f"SELECT DISTINCT bucket FROM {table} WHERE bucket NOT IN (SELECT key FROM buckets)"

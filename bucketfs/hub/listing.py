@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from bucketfs.hub.paths import join
 from bucketfs.hub.store import Bucket, Meta
@@ -145,6 +146,14 @@ def _fill(
         item.metadata.CopyFrom(meta_pb(meta))
 
 
+class PrivateView(Protocol):
+    """What listing needs from a private bucket's directory codec (``private.PrivateDirs``)."""
+
+    def entries(self, store: Blockstore, cid: CID) -> Mapping[str, tuple[CID, int]] | None: ...
+    def plain_cid(self, store: Blockstore, cid: CID) -> CID: ...
+    def facts(self, store: Blockstore, cid: CID) -> NodeFacts: ...
+
+
 def path_item(
     store: Blockstore,
     cid: CID,
@@ -155,34 +164,52 @@ def path_item(
     meta: Mapping[str, Meta] | None,
     attrs: Mapping[str, tuple[int | None, int | None]] | None,
     children: bool,
+    private: PrivateView | None = None,
 ) -> pb.PathItem:
     """The PathItem for the node ``cid`` at bucket path ``rel`` (None outside a bucket).
 
     ``tsize`` is the size recorded in the parent link (None: computed from the block).
     With ``children``, one level of entries is listed (sub-directories not expanded).
+    ``private``: the bucket is encrypted; directories are decrypted, their CIDs are those of
+    the decrypted nodes, and file sizes are plaintext sizes (spec 5.6 ListPath).
     """
-    facts = inspect(store, cid)
-    item = pb.PathItem(cid=str(cid), name=name, path=ipfs_path, size=tsize or facts.tsize)
+    facts = private.facts(store, cid) if private else inspect(store, cid)
+    shown = private.plain_cid(store, cid) if private else cid
+    item = pb.PathItem(cid=str(shown), name=name, path=ipfs_path, size=tsize or facts.tsize)
     if tsize is None:
         item.size = facts.tsize
     m = nearest(meta, rel) if (meta is not None and rel is not None) else None
     a = attrs.get(rel, (None, None)) if (attrs is not None and rel is not None) else (None, None)
     _fill(item, facts, a, m)
     if children and facts.kind == "dir":
-        from bucketfs.ipfs import dirs  # flat and HAMT listing
-
-        for entry in dirs.list_dir(store, cid):
-            child_rel = join(rel, entry.name) if rel is not None else None
+        for entry_name, entry_cid, entry_tsize in _children(store, cid, private):
+            child_rel = join(rel, entry_name) if rel is not None else None
+            child_facts = private.facts(store, entry_cid) if private else inspect(store, entry_cid)
+            child_cid = private.plain_cid(store, entry_cid) if private else entry_cid
             child = pb.PathItem(
-                cid=str(entry.cid),
-                name=entry.name,
-                path=f"{ipfs_path}/{entry.name}",
-                size=entry.tsize,
+                cid=str(child_cid),
+                name=entry_name,
+                path=f"{ipfs_path}/{entry_name}",
+                size=entry_tsize,
             )
             cm = nearest(meta, child_rel) if (meta is not None and child_rel is not None) else m
             ca = (None, None)
             if attrs is not None and child_rel is not None:
                 ca = attrs.get(child_rel, (None, None))
-            _fill(child, inspect(store, entry.cid), ca, cm)
+            _fill(child, child_facts, ca, cm)
             item.items.append(child)
     return item
+
+
+def _children(
+    store: Blockstore, cid: CID, private: PrivateView | None
+) -> Iterator[tuple[str, CID, int]]:
+    """(name, CID, Tsize) of each entry of the directory ``cid``, in link order."""
+    if private is not None:
+        for entry_name, (c, t) in (private.entries(store, cid) or {}).items():
+            yield entry_name, c, t
+        return
+    from bucketfs.ipfs import dirs  # flat and HAMT listing
+
+    for entry in dirs.list_dir(store, cid):
+        yield entry.name, entry.cid, entry.tsize

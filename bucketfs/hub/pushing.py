@@ -19,10 +19,12 @@ import logging
 import queue
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 
+from bucketfs.hub.dcrypto import Encryptor
 from bucketfs.hub.errors import HubError, unknown
 from bucketfs.ipfs.blockstore import Blockstore
 from bucketfs.ipfs.cid import CID
@@ -159,9 +161,10 @@ def import_small(data: bytes, store: Blockstore) -> Imported:
 
 
 class _OpenFile:
-    __slots__ = ("buf", "stream", "spill", "size", "mode", "mtime")
+    __slots__ = ("buf", "stream", "spill", "size", "mode", "mtime", "enc")
 
-    def __init__(self, mode: int | None, mtime: int | None) -> None:
+    def __init__(self, mode: int | None, mtime: int | None, enc: Encryptor | None) -> None:
+        self.enc = enc
         self.buf: bytearray | None = bytearray()
         self.stream: StreamingImport | None = None
         self.spill: Path | None = None
@@ -173,8 +176,16 @@ class _OpenFile:
 class FileSlots:
     """The open files of one PushPaths stream, keyed by path."""
 
-    def __init__(self, store: Blockstore, spill_dir: Path) -> None:
+    def __init__(
+        self,
+        store: Blockstore,
+        spill_dir: Path,
+        cipher: Callable[[str], Encryptor] | None = None,
+    ) -> None:
+        """``cipher`` (private buckets): the encryptor for a path; files are stored as their
+        dcrypto stream (spec 7.3)."""
         self.store = store
+        self.cipher = cipher
         self.spill_dir = spill_dir
         self.files: dict[str, _OpenFile] = {}
         self.closed: set[str] = set()
@@ -198,11 +209,20 @@ class FileSlots:
                     f"more than {MAX_OPEN_FILES} files open at once in one PushPaths stream; "
                     "close files (empty chunk) before opening more",
                 )
-            f = self.files[path] = _OpenFile(mode, mtime)
+            enc = self.cipher(path) if self.cipher is not None else None
+            f = self.files[path] = _OpenFile(mode, mtime, enc)
+            if enc is not None:
+                self._append(path, f, enc.header())
         if not data:
+            if f.enc is not None:
+                self._append(path, f, f.enc.finalize())
             del self.files[path]
             self.closed.add(path)
             return self._close(f), f
+        self._append(path, f, f.enc.update(data) if f.enc is not None else data)
+        return None
+
+    def _append(self, path: str, f: _OpenFile, data: bytes) -> None:
         f.size += len(data)
         if f.buf is not None:
             f.buf += data
@@ -215,7 +235,6 @@ class FileSlots:
             assert f.spill is not None
             with open(f.spill, "ab") as out:
                 out.write(data)
-        return None
 
     def _promote(self, path: str, f: _OpenFile) -> None:
         assert f.buf is not None

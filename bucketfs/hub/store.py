@@ -41,7 +41,7 @@ import grpc
 from bucketfs.hub.db import Database, prefix_upper_bound
 from bucketfs.hub.errors import NON_FAST_FORWARD, HubError, not_found, unknown
 from bucketfs.hub.paths import parent_of
-from bucketfs.hub.tree import TreeEditor
+from bucketfs.hub.tree import PLAIN, PlainDirs, TreeEditor
 from bucketfs.ipfs.blockstore import BlockCorrupt, FSBlockstore
 from bucketfs.ipfs.cid import CID
 
@@ -95,9 +95,18 @@ class Changes:
     def __init__(self) -> None:
         self.ops: list[tuple] = []
 
-    def set_meta(self, path: str, updated_at: int, roles: dict[str, int] | None = None) -> None:
-        """Textile's SetMetadataAtPath: overwrite roles if given, always updated_at."""
+    def set_meta(
+        self, path: str, updated_at: int, roles: dict[str, int] | None = None, key: str = ""
+    ) -> None:
+        """Textile's SetMetadataAtPath: overwrite roles if given, the file key if non-empty,
+        always updated_at."""
         self.ops.append(("set_meta", path, updated_at, roles))
+        if key:
+            self.set_key(path, key)
+
+    def set_key(self, path: str, key: str) -> None:
+        """Replace the file key of the existing entry at ``path`` (private key rotation)."""
+        self.ops.append(("set_key", path, key))
 
     def unset_meta(self, path: str) -> None:
         """Delete the entry at exactly ``path``."""
@@ -131,6 +140,31 @@ class Changes:
     def move_attrs(self, src: str, dst: str) -> None:
         """Move the attributes of ``src`` and its subtree to ``dst`` (dst's are dropped first)."""
         self.ops.append(("move_attrs", src, dst))
+
+
+def dirs_for(bucket: Bucket) -> PlainDirs:
+    """How ``bucket`` stores its directories: plain, or encrypted with its link key."""
+    if not bucket.link_key:
+        return PLAIN
+    from bucketfs.hub.private import PrivateDirs, key_bytes  # noqa: PLC0415 - imports store
+
+    return PrivateDirs(key_bytes(bucket.link_key))
+
+
+def live_roots(conn: object, blocks: FSBlockstore) -> list[CID]:
+    """The CIDs a garbage collector or fsck marks from: every bucket root, plus, for private
+    buckets, every node under the root (their directory nodes have no links to follow)."""
+    from bucketfs.hub.private import key_bytes, live_nodes  # noqa: PLC0415 - imports store
+
+    roots: list[CID] = []
+    rows = conn.execute("SELECT root, link_key FROM buckets").fetchall()  # type: ignore[attr-defined]
+    for root, link_key in rows:
+        cid = CID.decode(root)
+        if link_key:
+            roots.extend(live_nodes(blocks, cid, key_bytes(link_key)))
+        else:
+            roots.append(cid)
+    return roots
 
 
 def _prefix_clause(prefix: str) -> tuple[str, tuple[str, str]]:
@@ -344,7 +378,7 @@ class HubStore:
                 return None
             from bucketfs.ipfs import gc  # noqa: PLC0415 - only the sweep needs it
 
-            roots = [CID.decode(r[0]) for r in self.db.conn().execute("SELECT root FROM buckets")]
+            roots = live_roots(self.db.conn(), self.blocks)
             stats = gc.collect(self.blocks, roots, grace_seconds=self.gc_grace)
             log.info("garbage collection: %s", stats)
             return stats
@@ -470,8 +504,8 @@ class HubStore:
         return self._gate.mutation()
 
     def editor(self, bucket: Bucket) -> TreeEditor:
-        """A tree editor on the bucket's current root."""
-        return TreeEditor(self.blocks, bucket.root_cid)
+        """A tree editor on the bucket's current root (encrypting directories if private)."""
+        return TreeEditor(self.blocks, bucket.root_cid, dirs_for(bucket))
 
     def commit(
         self, bucket: Bucket, new_root: CID | None, changes: Changes, updated_at: int | None = None
@@ -526,6 +560,11 @@ class HubStore:
                         "UPDATE path_meta SET updated_at = ? WHERE bucket = ? AND path = ?",
                         (ts, key, path),
                     )
+            elif kind == "set_key":
+                ex(
+                    "UPDATE path_meta SET file_key = ? WHERE bucket = ? AND path = ?",
+                    (op[2], key, op[1]),
+                )
             elif kind == "unset_meta":
                 ex("DELETE FROM path_meta WHERE bucket = ? AND path = ?", (key, op[1]))
             elif kind == "unset_meta_prefix":
@@ -573,22 +612,30 @@ class HubStore:
                 raise AssertionError(f"unknown change {kind}")
 
     def create_bucket(
-        self, thread: str, key: str, name: str, owner: str, root: CID, meta: dict[str, Meta]
+        self,
+        thread: str,
+        key: str,
+        name: str,
+        owner: str,
+        root: CID,
+        meta: dict[str, Meta],
+        link_key: str = "",
     ) -> Bucket:
-        """Insert a new bucket row with its metadata (blocks already put)."""
+        """Insert a new bucket row with its metadata (blocks already put); a non-empty
+        ``link_key`` makes it private."""
         ts = now_ns()
         self.durable()
         with self.db.write() as conn:
             conn.execute(
                 f"INSERT INTO buckets({self._COLS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                (key, thread, name, owner, 1, "", str(root), ts, ts),
+                (key, thread, name, owner, 1, link_key, str(root), ts, ts),
             )
             conn.executemany(
                 "INSERT INTO path_meta(bucket, path, updated_at, roles, file_key) "
                 "VALUES (?,?,?,?,?)",
                 [(key, p, m.updated_at, json.dumps(m.roles), m.key) for p, m in meta.items()],
             )
-        bucket = Bucket(key, thread, name, owner, 1, "", str(root), ts, ts)
+        bucket = Bucket(key, thread, name, owner, 1, link_key, str(root), ts, ts)
         self._notify(RootEvent(key, bucket.path, ts, thread=thread, action=CREATE))
         return bucket
 

@@ -106,7 +106,37 @@ def _decode_dir(store: Blockstore, cid: CID) -> Entries | None:
     return None
 
 
-def resolve(store: Blockstore, root: CID, path: str) -> tuple[CID, int | None]:
+class PlainDirs:
+    """How a public bucket stores directories: plain UnixFS directory nodes.
+
+    A private bucket uses :class:`bucketfs.hub.private.PrivateDirs` instead, which has the
+    same three methods; the editor, resolver and listing only go through them.
+    """
+
+    def entries(self, store: Blockstore, cid: CID) -> Entries | None:
+        """The entries of the directory at ``cid``, or None if it is not a directory."""
+        return dir_entries(store, cid)
+
+    def store_dir(
+        self, store: Blockstore, links: list[dagpb.PBLink], version: int
+    ) -> tuple[CID, int]:
+        """Encode and store a directory with ``links`` (sorted); returns (CID, cumulative size)."""
+        block = dagpb.encode(dagpb.PBNode(links=tuple(links), data=DIR_DATA))
+        cid = CID.of_dagpb(block, version=version)
+        store.put(cid, block, trusted=True)
+        return cid, len(block) + sum(link.tsize or 0 for link in links)
+
+    def tsize(self, store: Blockstore, cid: CID, entries: Entries) -> int:
+        """The cumulative size of the stored directory ``cid`` with ``entries``."""
+        return len(store.get(cid)) + sum(t for _, t in entries.values())
+
+
+PLAIN = PlainDirs()
+
+
+def resolve(
+    store: Blockstore, root: CID, path: str, dirs: PlainDirs = PLAIN
+) -> tuple[CID, int | None]:
     """The CID at bucket path ``path`` under ``root`` and the Tsize its parent link records
     (None for the root itself); a missing name raises UNKNOWN with the IPFS resolver text
     ``no link named "<name>" under <cid>``."""
@@ -114,7 +144,7 @@ def resolve(store: Blockstore, root: CID, path: str) -> tuple[CID, int | None]:
         return root, None
     cid, tsize = root, 0
     for name in path.split("/"):
-        entries = dir_entries(store, cid)
+        entries = dirs.entries(store, cid)
         found = entries.get(name) if entries is not None else None
         if found is None:
             raise unknown(f'no link named "{name}" under {cid}')
@@ -130,16 +160,13 @@ def not_a_directory(path: str) -> HubError:
 class TreeEditor:
     """Edits the tree under one root; nothing reaches the store before :meth:`flush`."""
 
-    def __init__(self, store: Blockstore, root: CID) -> None:
+    def __init__(self, store: Blockstore, root: CID, dirs: PlainDirs = PLAIN) -> None:
         self.store = store
-        entries = dir_entries(store, root)
+        self.dirs = dirs
+        entries = dirs.entries(store, root)
         if entries is None:
             raise unknown(f"bucket root {root} is not a directory")
-        self.root = self._make_dir(entries, root, self._tsize_of(root, entries))
-
-    def _tsize_of(self, cid: CID, entries: Entries) -> int:
-        # Cumulative size = own block + children; only needed for an unedited root.
-        return len(self.store.get(cid)) + sum(t for _, t in entries.values())
+        self.root = self._make_dir(entries, root, dirs.tsize(store, root, entries))
 
     @staticmethod
     def _make_dir(entries: Entries, cid: CID | None, tsize: int) -> Dir:
@@ -151,7 +178,7 @@ class TreeEditor:
         child = parent.entries[name]
         if isinstance(child, Dir):
             return child
-        entries = dir_entries(self.store, child.cid)
+        entries = self.dirs.entries(self.store, child.cid)
         if entries is None:
             return None
         d = self._make_dir(entries, child.cid, child.tsize)
@@ -203,7 +230,7 @@ class TreeEditor:
 
     def is_dir(self, node: Node) -> bool:
         """True if ``node`` is a directory."""
-        return isinstance(node, Dir) or dir_entries(self.store, node.cid) is not None
+        return isinstance(node, Dir) or self.dirs.entries(self.store, node.cid) is not None
 
     def open_dir(self, path: str) -> Dir | None:
         """The directory at ``path`` opened for editing, or None if it is not a directory."""
@@ -267,25 +294,28 @@ class TreeEditor:
 
     def _encode(self, d: Dir) -> None:
         links = []
-        total = 0
         for name in sorted(d.entries, key=lambda n: n.encode("utf-8", "surrogateescape")):
             child = d.entries[name]
             assert child.cid is not None, "children are flushed first"
             raw = name.encode("utf-8", "surrogateescape")
             links.append(dagpb.PBLink(child.cid, raw, child.tsize))
-            total += child.tsize
-        block = dagpb.encode(dagpb.PBNode(links=tuple(links), data=DIR_DATA))
-        cid = CID.of_dagpb(block, version=d.version)
-        self.store.put(cid, block, trusted=True)
-        d.cid = cid
-        d.tsize = len(block) + total
+        d.cid, d.tsize = self.dirs.store_dir(self.store, links, d.version)
         d.dirty = False
 
+    @classmethod
+    def empty(cls, store: Blockstore, dirs: PlainDirs = PLAIN) -> TreeEditor:
+        """An editor on a new, empty CIDv1 root directory (nothing stored until flush)."""
+        editor = cls.__new__(cls)
+        editor.store = store
+        editor.dirs = dirs
+        editor.root = Dir({}, None, 0, 1)
+        return editor
 
-def new_root(store: Blockstore, seed: CID, seed_size: int) -> tuple[CID, int]:
+
+def new_root(
+    store: Blockstore, seed: CID, seed_size: int, dirs: PlainDirs = PLAIN
+) -> tuple[CID, int]:
     """A CIDv1 root directory holding only ``.textileseed`` (spec 5.6 Create)."""
-    root = Dir({".textileseed": Ref(seed, seed_size)}, None, 0, 1)
-    editor = TreeEditor.__new__(TreeEditor)
-    editor.store = store
-    editor.root = root
+    editor = TreeEditor.empty(store, dirs)
+    editor.set_cid(".textileseed", seed, seed_size)
     return editor.flush()

@@ -94,9 +94,29 @@ def run(
     clean_stale_mount(mountpoint)
     if not os.path.isdir(mountpoint):
         raise UserError(f"mount point {mountpoint} is not a directory")
+    refuse_private(remote)
     bucket_dir = cache_dir / remote.key
     with cache_lock(bucket_dir):
         return _run_locked(remote, mountpoint, opts, bucket_dir, ready)
+
+
+def refuse_private(remote: Remote) -> None:
+    """Refuse a private (encrypted) bucket before mounting, with the hub's one-line reason.
+
+    The hub's FS service refuses private buckets (its range reads and block calls would see
+    ciphertext); without this check the mount would start and then fail every operation.
+    Any other error (say the hub is down) is left to the mount, which handles it as usual.
+    """
+    from bucketfs.client.errors import ClientError, FailedPrecondition
+
+    try:
+        remote.list_dir("")
+    except FailedPrecondition as exc:
+        if "private" in str(exc):
+            raise UserError(str(exc)) from exc
+        log.info("pre-mount check: %s", exc)
+    except ClientError as exc:
+        log.info("pre-mount check could not reach the bucket (the mount handles it): %s", exc)
 
 
 def _run_locked(

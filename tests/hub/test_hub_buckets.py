@@ -224,9 +224,10 @@ def test_create_bootstrap_and_set_root(api: Api) -> None:
     with pytest.raises(grpc.RpcError) as err:
         api.call("Create", pb.CreateRequest(bootstrap_cid="garbage"))
     assert err.value.details().startswith("invalid bootstrap cid: ")
-    with pytest.raises(grpc.RpcError) as err:
-        api.call("Create", pb.CreateRequest(private=True))
-    assert err.value.code() == Code.UNIMPLEMENTED and "private" in err.value.details()
+    # A private bucket bootstrapped from the same DAG re-encrypts it (spec 5.6 Create).
+    secret = api.call("Create", pb.CreateRequest(bootstrap_cid=src_root, private=True)).root
+    assert sorted(api.names(secret.key)) == [".textileseed", "a", "two"]
+    assert api.pull(secret.key, "a/one") == b"1" and secret.link_key
     # SetPath at the root replaces the whole tree (plus a new seed), keeping the metadata.
     who = "bbaareiadued3746occ7b24g5ddtuxqezm7snmme3uugv6ho4qzsbevjrxa"
     roles = pb.PushPathAccessRolesRequest(key=key, path="", roles={who: 1})

@@ -119,7 +119,9 @@ def test_kill_9_during_a_large_write(hub, thread, client, tmp_path: Path) -> Non
         out = io.BytesIO()
         client.pull_path(key, "half.bin", out)
         data = out.getvalue()
-        assert 0 < len(data) <= written
+        # The write() in progress at the kill may have reached the daemon in part (the kernel
+        # hands it over in requests of its own size) before `written` counted it.
+        assert 0 < len(data) <= written + 300_000
         for i in range(0, len(data), 300_000):
             piece = data[i:i + 300_000]
             assert piece == pattern(i // 300_000)[:len(piece)], i

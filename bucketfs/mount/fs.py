@@ -692,6 +692,14 @@ class BucketFS:
             if rec.file_id in self._due:
                 self._due[rec.file_id] = time.monotonic() + delay
 
+    def retry_now(self, file_ids: list[str]) -> None:
+        """Make the failed uploads of ``file_ids`` due at once (the hub is back)."""
+        now = time.monotonic()
+        with self._lock:
+            for file_id in file_ids:
+                if file_id in self._due:
+                    self._due[file_id] = min(self._due[file_id], now)
+
     def dirty_records(self) -> list[Record]:
         """All files not in the bucket yet."""
         with self._lock:

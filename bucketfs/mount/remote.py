@@ -103,6 +103,10 @@ class Remote:
         self.timeout = timeout
         self.online = True
         self.last_contact = 0.0
+        # Called (from whichever thread made the call) when the hub answers after it was
+        # unreachable: the uploader uses it to retry at once instead of waiting out a backoff
+        # of up to 30 s. Must be quick and must not block.
+        self.on_back: Callable[[], None] | None = None
         self._metadata = metadata
         self._buckets = bgrpc.APIServiceStub(channel)
         self._fs = fgrpc.FSStub(channel)
@@ -113,8 +117,10 @@ class Remote:
         return cls(client.channel, key, client.metadata, timeout)  # type: ignore[attr-defined]
 
     def _answered(self) -> None:
-        self.online = True
+        was_online, self.online = self.online, True
         self.last_contact = time.time()
+        if not was_online and self.on_back is not None:
+            self.on_back()
 
     def _error(self, exc: grpc.RpcError) -> ClientError:
         """The client error for ``exc``; notes whether the hub answered at all."""

@@ -5,8 +5,10 @@ uploads in the calling thread instead. Pending namespace operations (the journal
 :mod:`.oplog`) go to the hub before any content: :meth:`BucketFS.upload` replays them first, and
 this thread replays them on its own when no file is due. A failure (hub unreachable, hub error)
 is retried with a capped doubling delay, so a hub that comes back gets everything without
-anyone asking. The queues themselves are persisted (dirty store, journal); the thread also
-saves the listing snapshot now and then, so that a mount can start while the hub is down.
+anyone asking; and as soon as any call (the reconciler polls every few seconds) finds the hub
+answering again, the delays are forgotten and everything is retried at once. The queues
+themselves are persisted (dirty store, journal); the thread also saves the listing snapshot
+now and then, so that a mount can start while the hub is down.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class Uploader:
         self._op_failures = 0
         self._ops_after = 0.0  # monotonic time before which the journal is not retried
         self._snap_at = 0.0
+        self._hub_back = threading.Event()
+        fs.remote.on_back = self._on_hub_back
         self._thread = threading.Thread(target=self._run, name="uploader", daemon=True)
 
     def start(self) -> None:
@@ -47,8 +51,30 @@ class Uploader:
             self.fs.work.notify_all()
         self._thread.join(timeout=30)
 
+    def _on_hub_back(self) -> None:
+        # Runs in whichever thread got the answer: only log, flag it and wake the uploader.
+        # Logged at the level of the failures it ends, so the log shows the outage's end.
+        log.warning("the hub answers again")
+        self._hub_back.set()
+        with self.fs.work:
+            self.fs.work.notify_all()
+
+    def _forget_backoff(self) -> None:
+        """The hub answers again: retry the journal and every failed upload now."""
+        self._hub_back.clear()
+        if not self._failures and not self._op_failures:
+            return
+        log.info("retrying %d failed uploads%s now", len(self._failures),
+                 " and the namespace journal" if self._op_failures else "")
+        self.fs.retry_now(list(self._failures))
+        self._failures.clear()
+        self._op_failures = 0
+        self._ops_after = 0.0
+
     def _run(self) -> None:
         while not self._stop.is_set():
+            if self._hub_back.is_set():
+                self._forget_backoff()
             now = time.monotonic()
             if self.fs.pending_ops() and now >= self._ops_after:
                 self._try_ops()

@@ -12,11 +12,12 @@ import os
 import signal
 import stat
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from hubproc import running_hub
-from mountproc import mounted, new_bucket, run_cli
+from mountproc import daemon_log, mounted, new_bucket, run_cli
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -121,10 +122,16 @@ def test_the_hub_stopped_with_writes_in_flight_then_restarted(tmp_path: Path) ->
             assert sorted(os.listdir(m.path / "d")) == ["sub", "two.bin"]
             st = m.status()
             assert st["dirty_files"] >= 2 and st["pending_ops"] >= 3, st
+            deadline = time.monotonic() + 60
+            while m.status()["online"]:  # the failed uploads tell the mount the hub is gone
+                assert time.monotonic() < deadline, daemon_log(m)
+                time.sleep(0.2)
             hub.start()
             m.wait_synced(timeout=120)
             st = m.status()
             assert st["pending_ops"] == 0 and st["online"], st
+            # The first answer after the outage cut every upload's backoff short.
+            assert "the hub answers again" in daemon_log(m)
         with BucketsClient(hub.address) as c:
             c = c.with_thread(thread)
             assert names(c, key, "d") == {"sub", "two.bin"}

@@ -93,9 +93,18 @@ def check_everywhere(hub: Any, client: Any, tmp: Path, m: Any, sub: str,  # noqa
                      want: dict[str, str], skip: tuple[str, ...] = ()) -> None:
     """``sub`` on a fresh mount and in the bucket (via the hub) both equal ``want``."""
     m.wait_synced()
+    own_writes_only(m)
     with remount(hub, tmp, m, "fresh") as fresh:
         assert tree_digests(fresh.path / sub, skip) == want
     assert hub_digests(client, m.key, sub, skip) == want
+
+
+def own_writes_only(m: Any) -> None:  # noqa: ANN401
+    """Nobody else writes the test's bucket, so the mount must never have adopted a root as
+    "changed elsewhere": each such adoption re-lists directories (and one adopted from a stale
+    read of the root made files vanish until the next upload failed and re-read it)."""
+    st = m.status()
+    assert st["remote_changes"] == 0 and st["conflicts"] == 0, st
 
 
 @pytest.fixture

@@ -65,6 +65,7 @@ def mnt(hub, thread, bucket, shared_tmp):  # noqa: ANN001, ANN201
 _AS_USER = textwrap.dedent("""
     import errno, json, os, sys
     out = {}
+    os.umask(int(sys.argv[2], 8))
     for what, path in json.loads(sys.argv[1]):
         try:
             if what == "read":
@@ -91,12 +92,12 @@ _AS_USER = textwrap.dedent("""
 """)
 
 
-def as_nobody(*steps: tuple[str, Path]) -> dict[str, str]:
+def as_nobody(*steps: tuple[str, Path], umask: int = 0o022) -> dict[str, str]:
     """Run file operations as uid/gid 65534 (no supplementary groups); errno name per step."""
     args = json.dumps([(w, str(p)) for w, p in steps])
     res = subprocess.run(
         ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-         SYS_PY, "-c", _AS_USER, args],
+         SYS_PY, "-c", _AS_USER, args, oct(umask)],
         capture_output=True, text=True, timeout=60, cwd="/",
     )
     assert res.returncode == 0, res.stderr
@@ -132,6 +133,24 @@ def test_permissions_for_another_user(mnt) -> None:  # noqa: ANN001
     assert sorted(os.listdir(p / "ro")) == []
     assert (p / "public").read_text() == "p"
     assert not (p / "rootfile").exists()
+
+
+def test_files_of_another_user_belong_to_the_mount_owner(mnt) -> None:  # noqa: ANN001
+    """A bucket stores no owners: what another user creates belongs to the user who mounted
+    (here root), and only the group/other bits apply to its creator afterwards. So with the
+    usual umask 022 the creator cannot write its own file a second time; with umask 000 the
+    file is created 0666 and it can."""
+    p = mnt.path / "owners"
+    p.mkdir()
+    p.chmod(0o777)
+    got = as_nobody(("create", p / "a"), ("write", p / "a"))
+    assert got == {"create a": "ok", "write a": "EACCES"}
+    st = os.stat(p / "a")
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (os.getuid(), os.getgid(), 0o644)
+    got = as_nobody(("create", p / "b"), ("write", p / "b"), umask=0)
+    assert got == {"create b": "ok", "write b": "ok"}
+    assert stat.S_IMODE(os.stat(p / "b").st_mode) == 0o666
+    assert (p / "b").read_bytes() == b"xx"
 
 
 def test_other_users_are_kept_out_without_allow_other(hub, thread, bucket,  # noqa: ANN001

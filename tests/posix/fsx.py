@@ -1,9 +1,9 @@
 """An fsx-style random I/O exerciser: one file, many chunks, a shadow copy in memory.
 
 After the classic ``fsx`` (Apple, then Linux LTP/xfstests): a random sequence of writes,
-truncates (grow and shrink), reads, mmap reads, fsyncs and close/reopen steps on one file that
-spans many of the mount's 256 KiB chunks, each checked against an in-memory shadow copy right
-after it runs (the touched range is read back), plus a whole-file comparison every
+truncates (grow and shrink), reads, mmap reads and writes, fsyncs and close/reopen steps on one
+file that spans many of the mount's 256 KiB chunks, each checked against an in-memory shadow
+copy right after it runs (the touched range is read back), plus a whole-file comparison every
 ``full_check_every`` operations and at the end.
 
     from fsx import Fsx
@@ -37,6 +37,7 @@ DEFAULT_WEIGHTS: dict[str, int] = {
     "write": 36,
     "read": 24,
     "mapread": 14,
+    "mapwrite": 6,
     "truncate": 10,
     "reopen": 6,
     "fsync": 2,
@@ -176,6 +177,22 @@ class Fsx:
         want = bytes(self.shadow[off:off + length])
         if got != want:
             self._fail(f"mapread mismatch at {off}+{length}: {_first_diff(got, want, off)}")
+
+    def _op_mapwrite(self) -> None:
+        if not self.shadow:
+            return self._op_write()
+        off, length = self._offset_len(len(self.shadow))
+        off = min(off, len(self.shadow) - 1)
+        length = min(length, len(self.shadow) - off)  # a shared mapping cannot grow the file
+        data = self.rng.randbytes(length)
+        self._log(f"mapwrite off={off} len={length} (size {len(self.shadow)})")
+        start = off - off % mmap.ALLOCATIONGRANULARITY
+        with mmap.mmap(self.fd, off + length - start, flags=mmap.MAP_SHARED,
+                       prot=mmap.PROT_READ | mmap.PROT_WRITE, offset=start) as m:
+            m[off - start:off - start + length] = data
+            m.flush()  # msync(MS_SYNC): the dirty pages go to the filesystem now
+        self.shadow[off:off + length] = data
+        self._check_range(off, length)
 
     def _op_truncate(self) -> None:
         cur = len(self.shadow)

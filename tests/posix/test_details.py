@@ -45,7 +45,14 @@ def shared_tmp() -> Iterator[Path]:
     try:
         yield d
     finally:
-        shutil.rmtree(d, ignore_errors=True)  # only after every mount in it is gone
+        # Runs after every mount in it was unmounted (module fixtures end in reverse order);
+        # never recurse into one still mounted: that would delete files in the bucket.
+        with open("/proc/self/mountinfo") as f:
+            live = [line.split()[4] for line in f if line.split()[4].startswith(str(d))]
+        if live:
+            print(f"not removing {d}: still mounted: {live}")
+        else:
+            shutil.rmtree(d)
 
 
 @pytest.fixture(scope="module")

@@ -108,9 +108,11 @@ def as_nobody(*steps: tuple[str, Path], umask: int = 0o022) -> dict[str, str]:
         capture_output=True, text=True, timeout=60, cwd="/",
     )
     assert res.returncode == 0, res.stderr
-    got = json.loads(res.stdout)
-    return {k.replace(" ", ":", 1).split(":", 1)[0] + " " + Path(k.split(" ", 1)[1]).name: v
-            for k, v in got.items()}
+    out = {}
+    for step, result in json.loads(res.stdout).items():
+        what, path = step.split(" ", 1)
+        out[f"{what} {Path(path).name}"] = result  # "read /long/path/secret" → "read secret"
+    return out
 
 
 def test_permissions_for_another_user(mnt) -> None:  # noqa: ANN001

@@ -80,6 +80,15 @@ def main() -> None:
     lo, bf = args.ops / local_s, args.ops / mnt_s
     print(f"| ops/s | {lo:,.0f} | {bf:,.0f} | {bf / lo:.2f}x |")
     print(f"| wall time (s) | {local_s:.1f} | {mnt_s:.1f} | |")
+    print("\nTime per operation kind (ms per operation, each including its read-back check):\n")
+    print("| operation | count | local | bucketfs | ratio |")
+    print("|---|---:|---:|---:|---:|")
+    for k in sorted(mnt.counts):
+        lo_ms = 1000 * local.seconds[k] / max(1, local.counts[k])
+        bf_ms = 1000 * mnt.seconds[k] / max(1, mnt.counts[k])
+        share = 100 * mnt.seconds[k] / mnt_s
+        print(f"| {k} | {mnt.counts[k]:,} | {lo_ms:.3f} | {bf_ms:.3f} ({share:.0f}% of the "
+              f"time) | {bf_ms / lo_ms if lo_ms else 0:.0f}x |")
     print(f"\nmount: final sync to the hub took {sync_s:.1f}s; fresh mount and PullPath of "
           "the file equal the shadow.")
 

@@ -25,6 +25,7 @@ import collections
 import mmap
 import os
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +62,7 @@ class FsxResult:
     seed: int
     ops: int
     counts: collections.Counter[str] = field(default_factory=collections.Counter)
+    seconds: collections.Counter[str] = field(default_factory=collections.Counter)  # per kind
     size: int = 0
 
 
@@ -99,6 +101,7 @@ class Fsx:
         for _ in range(ops):
             kind = self.rng.choices(self._kinds, self._weights)[0]
             self.step += 1
+            t = time.perf_counter()
             try:
                 getattr(self, f"_op_{kind}")()
             except FsxMismatch:
@@ -108,9 +111,12 @@ class Fsx:
                 # report it with the same reproduction hint as a data mismatch.
                 self._fail(f"{kind} raised {exc!r}")
             result.counts[kind] += 1
+            result.seconds[kind] += time.perf_counter() - t
             if self.full_check_every and self.step % self.full_check_every == 0:
+                t = time.perf_counter()
                 self.check_all()
                 result.counts["fullcheck"] += 1
+                result.seconds["fullcheck"] += time.perf_counter() - t
         self.check_all()
         result.size = len(self.shadow)
         return result

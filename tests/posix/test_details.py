@@ -10,6 +10,7 @@ may not be readable by ``nobody``); they print the errno name of what they tried
 from __future__ import annotations
 
 import errno
+import io
 import json
 import multiprocessing
 import os
@@ -241,8 +242,6 @@ def test_odd_names_round_trip(mnt, client, hub, shared_tmp) -> None:  # noqa: AN
             assert (fd / ("dir " + name) / name).read_bytes() == b"inner " + name.encode()
     items = client.list_path(mnt.key, "odd").item.items
     assert sorted(i.name for i in items) == want
-    import io
-
     for name in ODD_NAMES:
         out = io.BytesIO()
         client.pull_path(mnt.key, f"odd/{name}", out)

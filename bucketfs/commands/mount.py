@@ -39,6 +39,7 @@ MOUNT_EPILOG = """examples:
 options (-o, comma-separated):
   ro                  read-only mount
   allow_other         let other users in (needs user_allow_other in /etc/fuse.conf)
+  default_permissions the kernel checks permission bits (always on; accepted for fstab)
   cache_dir=DIR       cache directory (default: [mount] cache_dir, else XDG cache dir)
   cache_size=SIZE     read-cache limit, e.g. 10G (dirty data is never evicted)
   poll=SECONDS        how often to check the bucket root when the hub cannot push changes

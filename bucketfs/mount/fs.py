@@ -753,10 +753,15 @@ class BucketFS:
 
     def check_remote(self) -> bool:
         """Poll the bucket root once; adopt it if it moved. Returns True if it changed."""
-        new = self.remote.root()
-        if new == self.root:
+        if self.remote.root() == self.root:
             return False
         with self._mut:
+            # Read the root again now that none of our own mutations is in flight: the first
+            # read may be a root that our uploader has since moved past (a WatchRoot event of
+            # our own push), and adopting it would take the bucket back in time — the files
+            # pushed since would vanish from listings and the next push would fail as
+            # non-fast-forward (measured: 124 such adoptions for 250 files copied by cp -a).
+            new = self.remote.root()
             if new == self.root:
                 return False
             self.adopt_root(new)

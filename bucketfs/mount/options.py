@@ -66,6 +66,11 @@ def parse(text: str | list[str] | None, base: MountOptions | None = None) -> Mou
                 opts.read_only = False
             elif name == "allow_other":
                 opts.allow_other = True
+            elif name == "default_permissions":
+                # Always on (pyfuse3's default options): the kernel checks mode bits against
+                # the caller. Accepted so fstab lines and `-o default_permissions` from other
+                # FUSE mounts work.
+                pass
             elif name == "cache_dir" and eq:
                 opts.cache_dir = Path(value).expanduser()
             elif name == "cache_size" and eq:
@@ -90,7 +95,8 @@ def parse(text: str | list[str] | None, base: MountOptions | None = None) -> Mou
                     opts.extra.append(name)
             else:
                 raise UserError(
-                    f"unknown mount option {item!r} (known: ro, allow_other, cache_dir=DIR, "
+                    f"unknown mount option {item!r} (known: ro, allow_other, default_permissions, "
+                    "cache_dir=DIR, "
                     "cache_size=SIZE, poll=SECONDS, writeback_delay=SECONDS, fsync=local, "
                     "hub_timeout=SECONDS, metrics=HOST:PORT)",
                     exit_code=2,

@@ -1,0 +1,156 @@
+"""Shared helpers of the fsx, real-tool and POSIX-detail tests (tests/posix).
+
+Fixtures are imported by name into each test module (``from posix_helpers import hub, …``)
+rather than living in a conftest, so these modules stand on their own. They wrap the same
+helpers as ``tests/mount/conftest.py``: one real hub per module (``tests/hubproc.py``) and real
+FUSE mounts (``tests/mountproc.py``).
+
+Besides fixtures: sha256 digests of a tree on disk and of the same tree in the bucket (walked
+with ListPath, every file fetched with PullPath), so a test can say "the source, the mount, a
+fresh mount and the hub all hold the same bytes" in one comparison.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TESTS = Path(__file__).resolve().parents[1]
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))  # tests/hubproc.py, tests/mountproc.py
+
+from mountproc import Mount, mounted, new_bucket  # noqa: E402
+
+__all__ = ["Mount", "mounted", "new_bucket", "hub", "thread", "client", "fuse_available",
+           "tree_digests", "hub_digests", "sha256_file", "sha256_stream", "remount"]
+
+SEED_NAME = ".textileseed"  # the bucket's hidden seed block: never part of a compared tree
+
+
+def fuse_available() -> bool:
+    """FUSE can be mounted here (fusermount3 and /dev/fuse exist)."""
+    return shutil.which("fusermount3") is not None and Path("/dev/fuse").exists()
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real hub subprocess (auth none) shared by the tests of one module."""
+    from hubproc import running_hub
+
+    with running_hub(tmp_path_factory.mktemp("hub"), auth="none") as h:
+        yield h
+
+
+@pytest.fixture(scope="module")
+def thread(hub: Any) -> str:
+    """A thread on the module's hub."""
+    from bucketfs.client.buckets import BucketsClient
+
+    with BucketsClient(hub.address) as c:
+        return c.threads.new_db(name="posix-tests")
+
+
+@pytest.fixture
+def client(hub: Any, thread: str) -> Iterator[Any]:
+    """A BucketsClient on the module's thread (to check what reached the bucket)."""
+    from bucketfs.client.buckets import BucketsClient
+
+    with BucketsClient(hub.address) as c:
+        yield c.with_thread(thread)
+
+
+def sha256_stream(f: Any) -> str:
+    """sha256 of a binary file object, read in 1 MiB pieces."""
+    h = hashlib.sha256()
+    while chunk := f.read(1 << 20):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 of the file at ``path``."""
+    with open(path, "rb") as f:
+        return sha256_stream(f)
+
+
+def tree_digests(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """``{relative path: sha256}`` of every regular file under ``root``; directories as
+    ``"dir"`` and symlinks as ``"-> target"`` (so empty directories count too). Names in
+    ``skip`` (at any depth) are left out, as is the bucket's seed file."""
+    out: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in skip]
+        rel_dir = os.path.relpath(dirpath, root)
+        for d in dirnames:
+            p = Path(dirpath) / d
+            key = os.path.normpath(os.path.join(rel_dir, d))
+            out[key] = f"-> {os.readlink(p)}" if p.is_symlink() else "dir"
+        for name in filenames:
+            if name in skip or name == SEED_NAME:
+                continue
+            p = Path(dirpath) / name
+            key = os.path.normpath(os.path.join(rel_dir, name))
+            st = os.lstat(p)
+            if stat.S_ISLNK(st.st_mode):
+                out[key] = f"-> {os.readlink(p)}"
+            else:
+                out[key] = sha256_file(p)
+    return out
+
+
+def hub_digests(client: Any, key: str, prefix: str = "", skip: tuple[str, ...] = ()) -> dict[
+        str, str]:
+    """The same map as :func:`tree_digests`, read from the bucket through the hub: ListPath
+    for each directory, PullPath for each file (streamed into a hash). Symlinks are files in
+    the bucket whose ``symlink_target`` is set."""
+    out: dict[str, str] = {}
+    stack = [prefix]
+    while stack:
+        d = stack.pop()
+        for item in client.list_path(key, d).item.items:
+            if item.name == SEED_NAME or item.name in skip:
+                continue
+            path = f"{d}/{item.name}" if d else item.name
+            rel = path[len(prefix):].lstrip("/") if prefix else path
+            if item.is_dir:
+                out[rel] = "dir"
+                stack.append(path)
+            elif getattr(item, "symlink_target", ""):
+                out[rel] = f"-> {item.symlink_target}"
+            else:
+                out[rel] = _pull_digest(client, key, path)
+    return out
+
+
+class _HashWriter:
+    """A write-only file object that hashes what it is given (PullPath streams into it)."""
+
+    def __init__(self) -> None:
+        self.h = hashlib.sha256()
+
+    def write(self, b: bytes) -> int:
+        self.h.update(b)
+        return len(b)
+
+    def flush(self) -> None:
+        """Nothing buffered."""
+
+
+def _pull_digest(client: Any, key: str, path: str) -> str:
+    w = _HashWriter()
+    client.pull_path(key, path, w)
+    return w.h.hexdigest()
+
+
+def remount(hub: Any, tmp: Path, m: Mount, name: str) -> Any:
+    """A FRESH mount of ``m``'s bucket (own mount point and empty cache) as a context manager:
+    what it shows came from the hub, not from ``m``'s caches."""
+    return mounted(hub, tmp, m.key, thread=m.thread, name=name, poll=0.5, writeback_delay=0.2)

@@ -123,6 +123,11 @@ class Handle:
     size: int
     writable: bool
     next_offset: int = -1  # end of the previous read, for sequential read-ahead
+    # Whether this descriptor already moved the file's mtime. It is stamped once per write
+    # session (create, O_TRUNC or the first write), not on every write: with FUSE's
+    # auto_inval_data the kernel drops a file's cached pages whenever it sees a new mtime, so
+    # a per-write stamp made every read after a write go through the daemon.
+    stamped: bool = False
 
 
 @dataclass
@@ -296,6 +301,62 @@ class BucketFS:
             raise FSError(errno.ENOENT)
         return self._attr(ino, entry)
 
+    def getattr_nowait(self, ino: int) -> Attr | None:
+        """:meth:`getattr` answered from memory, or None when that needs a listing (I/O).
+
+        For the pyfuse3 adapter, which calls this on its event loop: it spares the worker
+        thread round trip that most getattr calls (the kernel asks after every write and at
+        every TTL expiry) would otherwise cost. Only ``_lock`` is taken, held by others only
+        for dictionary work."""
+        with self._lock:
+            try:
+                path = self._inodes.path(ino)
+            except KeyError:
+                return None
+            if path is None:
+                orphan = self._orphans.get(ino)
+                return None if orphan is None else self._attr(ino, orphan)
+            entry = self._cached_entry(path)
+            return None if entry is None else self._attr(ino, entry)
+
+    def lookup_nowait(self, parent_ino: int, name: str) -> Attr | None:
+        """:meth:`lookup` answered from memory, or None when that needs I/O. Raises ENOENT
+        when the cached listing shows that ``name`` does not exist (the first step of every
+        create)."""
+        if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX or name == SEED_NAME:
+            return None  # the slow path gives the right errno
+        with self._lock:
+            try:
+                parent = self._inodes.path(parent_ino)
+            except KeyError:
+                return None
+            if parent is None:
+                return None
+            pentry = self._cached_entry(parent)
+            if not isinstance(pentry, RemoteItem) or pentry.kind != "dir":
+                return None  # unknown, or not a directory: the slow path decides
+            path = join(parent, name)
+            d = self._listings.get(parent)
+            if d is None or d.root != self.root:
+                return None
+            entry = self._dirty.get(path) or d.children.get(name)
+            if entry is None:
+                raise FSError(errno.ENOENT)
+            return self._attr(self._inodes.lookup(path), entry)
+
+    def _cached_entry(self, path: str) -> RemoteItem | Record | None:
+        """:meth:`_entry` from memory only (``_lock`` held); None when not known."""
+        if path == "":
+            return RemoteItem("", "", "dir", 0, 0, 0)
+        rec = self._dirty.get(path)
+        if rec is not None:
+            return rec
+        parent, _, name = path.rpartition("/")
+        d = self._listings.get(parent)
+        if d is None or d.root != self.root:
+            return None
+        return d.children.get(name)
+
     def readdir(self, ino: int) -> list[tuple[str, Attr]]:
         """Every entry of directory ``ino`` with attributes (no lookup counted: see
         :meth:`count_lookup`)."""
@@ -375,8 +436,11 @@ class BucketFS:
 
     # -- files ---------------------------------------------------------------------------------
 
-    def open(self, ino: int, write: bool, truncate: bool = False) -> tuple[int, bool]:
-        """Open ``ino``; returns ``(fh, keep_cache)``."""
+    def open(
+        self, ino: int, write: bool, truncate: bool = False, stamped: bool = False
+    ) -> tuple[int, bool]:
+        """Open ``ino``; returns ``(fh, keep_cache)``. ``stamped``: the caller just set the
+        file's mtime (create), so its first write need not move it again."""
         if write and self.read_only:
             raise FSError(errno.EROFS)
         attr = self.getattr(ino)
@@ -385,7 +449,8 @@ class BucketFS:
         with self._lock:
             fh = self._next_fh
             self._next_fh += 1
-            self._handles[fh] = Handle(ino, attr.cid, attr.size, write)
+            self._handles[fh] = Handle(ino, attr.cid, attr.size, write,
+                                       stamped=stamped or truncate)
             self._open[ino] += 1
             self._inodes.pin(ino)
             # The kernel may keep its cached pages only if the content is the one it saw at
@@ -420,7 +485,7 @@ class BucketFS:
         if lost:
             self.store.drop(rec)
             raise FSError(errno.EEXIST)
-        fh, _ = self.open(ino, write=True)
+        fh, _ = self.open(ino, write=True, stamped=True)
         return fh, self._attr(ino, rec)
 
     def read(self, fh: int, offset: int, length: int) -> bytes:
@@ -446,7 +511,9 @@ class BucketFS:
             with rec.lock:
                 if rec.dropped:
                     continue  # just uploaded and cleaned: start a new record on the new base
-                return self.store.write(rec, offset, data, mtime_ns=now_ns())
+                stamp = None if h.stamped else now_ns()
+                h.stamped = True
+                return self.store.write(rec, offset, data, mtime_ns=stamp)
         raise FSError(errno.EIO, "could not get a stable dirty record")
 
     def flush(self, fh: int) -> None:

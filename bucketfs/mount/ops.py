@@ -127,6 +127,13 @@ class Ops(pyfuse3.Operations):
     # -- namespace -----------------------------------------------------------------------------
 
     async def lookup(self, parent_inode: int, name: bytes, ctx: Any = None) -> Any:
+        # Answered on the loop when the parent's listing is in memory (no thread round trip).
+        try:
+            attr = self.fs.lookup_nowait(parent_inode, os.fsdecode(name))
+        except Exception as exc:
+            raise pyfuse3.FUSEError(to_errno(exc)) from None
+        if attr is not None:
+            return self._entry(attr)
         return self._entry(await self._call(self.fs.lookup, parent_inode, os.fsdecode(name)))
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
@@ -137,6 +144,13 @@ class Ops(pyfuse3.Operations):
                 log.exception("forget(%d) failed", ino)
 
     async def getattr(self, inode: int, ctx: Any = None) -> Any:
+        # Known attributes are answered on the loop: no worker thread round trip.
+        try:
+            attr = self.fs.getattr_nowait(inode)
+        except Exception as exc:
+            raise pyfuse3.FUSEError(to_errno(exc)) from None
+        if attr is not None:
+            return self._entry(attr)
         return self._entry(await self._call(self.fs.getattr, inode))
 
     async def setattr(self, inode: int, attr: Any, fields: Any, fh: Any, ctx: Any) -> Any:

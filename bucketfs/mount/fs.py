@@ -57,12 +57,15 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from bucketfs.client import errors as ce
+from bucketfs.ipfs.cid import CID
+from bucketfs.ipfs.diff import Change
+from bucketfs.ipfs.diff import diff as tree_diff
 from bucketfs.mount.errors import FSError
 from bucketfs.mount.inodes import ROOT_INODE, InodeTable, join, parent_of
 from bucketfs.mount.oplog import Journal, Op, history, overlay
 from bucketfs.mount.oplog import apply as apply_op
 from bucketfs.mount.readcache import ReadCache
-from bucketfs.mount.remote import Remote, RemoteItem
+from bucketfs.mount.remote import Remote, RemoteItem, root_cid
 from bucketfs.mount.writeback import DirtyStore, Record
 
 log = logging.getLogger(__name__)
@@ -149,6 +152,9 @@ class Stats:
     last_error: str = ""
     dropped_ops: int = 0  # journaled operations the bucket no longer allowed (see _send)
     conflict_paths: list[str] = field(default_factory=list)
+    diffs: int = 0  # Merkle diffs of an old and a new root (remote changes)
+    relisted_dirs: int = 0  # cached directories listed again because the root moved
+    invalidations: int = 0  # kernel entries and inodes invalidated because the root moved
 
 
 def now_ns() -> int:
@@ -801,6 +807,9 @@ class BucketFS:
                 "dropped_ops": self.stats.dropped_ops,
                 "conflict_paths": list(self.stats.conflict_paths),
                 "remote_changes": self.stats.remote_changes,
+                "diffs": self.stats.diffs,
+                "relisted_dirs": self.stats.relisted_dirs,
+                "invalidations": self.stats.invalidations,
                 "fetched_bytes": self.reads.fetched_bytes,
                 "uploaded_bytes": self.stats.uploaded_bytes,
                 "read_cache_bytes": cache_bytes,
@@ -824,18 +833,63 @@ class BucketFS:
     def adopt_root(self, new_root: str) -> None:
         """The bucket moved to ``new_root`` by someone else's hand (call with ``_mut`` held).
 
-        Every cached directory is listed again at the new root and compared with what the
-        kernel was told; only the entries that changed are invalidated. Dirty files whose
-        remote version changed under them are moved aside as conflict copies.
+        A Merkle diff of the old and new roots (:func:`bucketfs.ipfs.diff.diff`, over the
+        verified block cache: it descends only into directories whose CIDs differ) says which
+        paths changed. Only the cached directories on those paths are listed again; the others
+        are the same at the new root and are kept. Only the kernel entries that changed are
+        invalidated. Dirty files whose remote version changed under them are moved aside as
+        conflict copies. Without a usable diff (pending namespace operations, a block the hub
+        no longer has) every cached directory is compared instead, as before.
         """
+        changes = self._tree_diff(self.root, new_root)  # network I/O: before _ns
         with self._ns:
-            self._adopt_root(new_root)
+            self._adopt_root(new_root, changes)
 
-    def _adopt_root(self, new_root: str) -> None:
+    def _tree_diff(self, old_root: str, new_root: str) -> list[Change] | None:
+        """The Merkle diff from ``old_root`` to ``new_root``, or None when it cannot be used."""
+        with self._lock:
+            if self._ops:
+                # Cached listings are keyed by local paths, which pending renames make differ
+                # from bucket paths: compare listings instead (rare: remote change + local ops).
+                return None
+        if not old_root or not new_root:
+            return None
+        try:
+            old_cid = CID.decode(root_cid(old_root))
+            new_cid = CID.decode(root_cid(new_root))
+            changes = tree_diff(self.reads.blocks, old_cid, new_cid)
+        except Exception as exc:  # e.g. the old root's blocks are gone from the hub
+            log.info("no Merkle diff of %s → %s (%s); comparing cached listings instead",
+                     old_root, new_root, exc)
+            return None
+        with self._lock:
+            self.stats.diffs += 1
+        log.debug("Merkle diff %s → %s: %d changes", old_root, new_root, len(changes))
+        return changes
+
+    def _adopt_root(self, new_root: str, changes: list[Change] | None = None) -> None:
         old_root = self.root
         with self._lock:
             ops = list(self._ops)
+            if ops:
+                changes = None  # logged since the diff was taken: see _tree_diff
             dirs = [p for p, d in self._listings.items() if d.root == old_root]
+            if changes is not None:
+                # A directory is listed again only if its CID changed: it is an ancestor of a
+                # change, or at or under a path that was removed or replaced. Any other cached
+                # directory has the same CID, so the same listing, at the new root.
+                touched: set[str] = set()
+                gone = [c.path for c in changes if c.kind != "added"]
+                for c in changes:
+                    p = c.path
+                    while p:
+                        p = parent_of(p)
+                        touched.add(p)
+                keep = [p for p in dirs if p not in touched and not any(
+                    _under(p, g) for g in gone)]
+                dirs = [p for p in dirs if p in touched or any(_under(p, g) for g in gone)]
+            else:
+                keep = []
             # Re-list only the most recently used directories; older ones are simply dropped
             # (the kernel forgets their entries within the TTL, and they are re-read on use).
             for p in dirs[:-RELIST_MAX]:
@@ -849,19 +903,28 @@ class BucketFS:
                 fresh[path] = None
             except ce.ClientError as exc:
                 raise FSError(errno.EIO, f"listing {path!r} at the new root: {exc}") from exc
-        notes: list[tuple[int, str]] = []
-        inos: list[int] = []
+        notes: set[tuple[int, str]] = set()
+        inos: set[int] = set()
         with self._lock:
             self.root = new_root
             self._snap_changed = True
             if new_root != old_root:
                 self.stats.remote_changes += 1
+            self.stats.relisted_dirs += len(dirs)
+            for p in keep:
+                d = self._listings.get(p)
+                if d is not None and d.root == old_root:
+                    d.root = new_root
+            compared: set[str] = set()
             for path in dirs:
                 old = self._listings.get(path)
                 new = fresh[path]
                 if new is None:
                     self._listings.pop(path, None)
                     continue
+                if old is None:
+                    continue  # evicted meanwhile: read again on use
+                compared.add(path)
                 dir_ino = self._inodes.get(path)
                 for name in set(old.children) | set(new):
                     a, b = old.children.get(name), new.get(name)
@@ -869,14 +932,27 @@ class BucketFS:
                         continue
                     child = join(path, name)
                     if dir_ino is not None:
-                        notes.append((dir_ino, name))
+                        notes.add((dir_ino, name))
                     cino = self._inodes.get(child)
                     if cino is not None:
-                        inos.append(cino)
+                        inos.add(cino)
                 self._listings[path] = _Dir(new, new_root)
-        for dir_ino, name in notes:
+            for c in changes or []:
+                # Changes in directories whose listing is not cached (evicted, or never read
+                # whole): the kernel may still hold their entries from earlier lookups.
+                parent = parent_of(c.path)
+                if parent in compared or not c.path:
+                    continue
+                dir_ino = self._inodes.get(parent)
+                if dir_ino is not None:
+                    notes.add((dir_ino, c.path.rpartition("/")[2]))
+                cino = self._inodes.get(c.path)
+                if cino is not None:
+                    inos.add(cino)
+            self.stats.invalidations += len(notes) + len(inos)
+        for dir_ino, name in sorted(notes):
             self.notifier.entry(dir_ino, name)
-        for ino in inos:
+        for ino in sorted(inos):
             self.notifier.inode(ino)
         self._find_conflicts()
 

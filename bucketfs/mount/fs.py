@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import io
 import logging
 import os
 import socket
@@ -57,9 +58,11 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from bucketfs.client import errors as ce
+from bucketfs.ipfs.blockstore import NullBlockstore
 from bucketfs.ipfs.cid import CID
 from bucketfs.ipfs.diff import Change
 from bucketfs.ipfs.diff import diff as tree_diff
+from bucketfs.ipfs.importer import import_file
 from bucketfs.mount.errors import FSError
 from bucketfs.mount.inodes import ROOT_INODE, InodeTable, join, parent_of
 from bucketfs.mount.oplog import Journal, Op, history, overlay
@@ -76,6 +79,11 @@ DEFAULT_MODE = {"file": 0o644, "dir": 0o755, "symlink": 0o777}
 TYPE_BITS = {"file": stat.S_IFREG, "dir": stat.S_IFDIR, "symlink": stat.S_IFLNK}
 MAX_LISTINGS = 4096  # cached directories (each bounded by its entry count)
 RELIST_MAX = 128  # directories compared when the root moves elsewhere
+SAME_CHECK_MAX = 8 << 20  # files up to this size are compared by CID before a conflict copy
+BATCH_MAX_FILE = 1 << 20  # dirty files up to this size are uploaded together (PushPaths)
+BATCH_MAX_FILES = 500  # ... at most this many per stream
+BATCH_MAX_BYTES = 32 << 20  # ... and at most this many bytes
+BATCH_WINDOW = 0.5  # seconds: small files due this soon join a batch (at most writeback_delay/2)
 XATTR_CID = "user.bucketfs.cid"
 XATTR_ROOT = "user.bucketfs.root"
 RENAME_NOREPLACE = 1
@@ -152,6 +160,7 @@ class Stats:
     last_error: str = ""
     dropped_ops: int = 0  # journaled operations the bucket no longer allowed (see _send)
     conflict_paths: list[str] = field(default_factory=list)
+    pushes: int = 0  # PushPath/PushPaths streams that succeeded (a batch is one)
     diffs: int = 0  # Merkle diffs of an old and a new root (remote changes)
     relisted_dirs: int = 0  # cached directories listed again because the root moved
     invalidations: int = 0  # kernel entries and inodes invalidated because the root moved
@@ -529,6 +538,13 @@ class BucketFS:
         if rec is not None:
             self.store.save_if_changed(rec)
 
+    def flush_nowait(self, fh: int) -> bool:
+        """:meth:`flush` when it has nothing to save (True: done), without I/O; False when the
+        record must be saved (call :meth:`flush`). Raises EBADF for an unknown handle."""
+        h = self._handle(fh)
+        rec = self._record_of(h.ino)
+        return rec is None or rec.saved_gen == rec.gen
+
     def release(self, fh: int) -> None:
         """The last descriptor of ``fh`` is gone: schedule the upload after the delay."""
         with self._lock:
@@ -715,8 +731,12 @@ class BucketFS:
     # -- uploads (called by the uploader thread and by fsync/flush_all) -------------------------
 
     def due_uploads(self, now: float) -> tuple[list[Record], float | None]:
-        """Dirty files whose upload is due, and when the next one will be."""
-        ready, nxt = [], None
+        """Dirty files whose upload is due, and when the next one will be.
+
+        Once one file is due, small files due within the next ``batch_window`` seconds come
+        along (a little early), so that files closed around the same time share one PushPaths
+        stream instead of trickling out one stream each."""
+        ready, later, nxt = [], [], None
         with self._lock:
             for rec in list(self._dirty.values()):
                 t = self._due.get(rec.file_id)
@@ -724,7 +744,14 @@ class BucketFS:
                     continue  # still open (or never closed): upload on close or fsync
                 if t <= now:
                     ready.append(rec)
-                elif nxt is None or t < nxt:
+                else:
+                    later.append((t, rec))
+            window = now + min(BATCH_WINDOW, self.writeback_delay / 2)
+            if ready:
+                ready += [r for t, r in later if t <= window and r.size <= BATCH_MAX_FILE]
+                later = [(t, r) for t, r in later if not (t <= window and r.size <= BATCH_MAX_FILE)]
+            for t, _rec in later:
+                if nxt is None or t < nxt:
                     nxt = t
         return ready, nxt
 
@@ -732,6 +759,12 @@ class BucketFS:
         """Push one dirty file now (blocking; raises client errors for the caller to retry)."""
         with self._mut:
             self._upload(rec)
+
+    def upload_many(self, recs: list[Record]) -> None:
+        """Push several dirty files in one ``PushPaths`` stream (blocking; raises client
+        errors for the caller to retry)."""
+        with self._mut:
+            self._upload_many(recs)
 
     def replay(self) -> None:
         """Send every pending namespace operation to the hub, in order (blocking; raises
@@ -778,7 +811,8 @@ class BucketFS:
             up = dict(self._uploading) if self._uploading else None
             queue = []
             for r in recs:
-                if up is not None and up["path"] == r.path:
+                if up is not None and r.path in up["paths"]:
+                    # (for a PushPaths batch, "sent" is the whole stream's progress)
                     state, sent = "uploading", up["sent"]
                 elif self._due.get(r.file_id) is None:
                     state, sent = "open", 0
@@ -807,6 +841,7 @@ class BucketFS:
                 "dropped_ops": self.stats.dropped_ops,
                 "conflict_paths": list(self.stats.conflict_paths),
                 "remote_changes": self.stats.remote_changes,
+                "pushes": self.stats.pushes,
                 "diffs": self.stats.diffs,
                 "relisted_dirs": self.stats.relisted_dirs,
                 "invalidations": self.stats.invalidations,
@@ -1158,91 +1193,117 @@ class BucketFS:
                 self.store.save(r)
 
     def _upload(self, rec: Record) -> None:
-        """Push ``rec`` (``_mut`` held). Retries after adopting a newer root.
+        """Push ``rec`` (``_mut`` held). Retries after adopting a newer root."""
+        self._upload_many([rec])
 
-        Every pending namespace operation is replayed first, and the path is read while none
-        is pending (under ``_ns``, so not in the middle of a rename): the local path is then
-        the same path in the bucket."""
+    def _upload_many(self, recs: list[Record]) -> None:
+        """Push ``recs`` (``_mut`` held): one file with ``PushPath``, several in ONE
+        ``PushPaths`` stream (one new root, one fast-forward check). Retries after adopting a
+        newer root, which first moves conflicting files aside.
+
+        Every pending namespace operation is replayed first, and the paths are read while none
+        is pending (under ``_ns``, so not in the middle of a rename): the local paths are then
+        the same paths in the bucket."""
         for _attempt in range(8):
             while True:
                 self._replay()
                 with self._ns, self._lock:
                     if self._ops:
                         continue  # more arrived meanwhile: they go first too
-                    path = rec.path
-                    if path is None or self._dirty.get(path) is not rec:
-                        return  # unlinked, replaced or already uploaded
-                    gen = rec.gen
-                    mode, mtime = rec.mode, rec.mtime_ns
+                    # Unlinked, replaced or already uploaded records drop out.
+                    batch = [(r, r.path, r.gen, r.mode, r.mtime_ns) for r in recs
+                             if r.path is not None and self._dirty.get(r.path) is r]
+                    if not batch:
+                        return
                     ops_at = self._op_count
-                    progress = {"path": path, "size": rec.size, "sent": 0}
+                    progress = {"path": batch[0][1], "size": sum(b[0].size for b in batch),
+                                "sent": 0, "paths": [b[1] for b in batch]}
                     self._uploading = progress
                     break
+            sent = {b[1]: 0 for b in batch}
 
-            def content(rec: Record = rec, progress: dict = progress):  # noqa: ANN202
+            def content(rec: Record, path: str, progress: dict = progress, sent: dict = sent):  # noqa: ANN202
                 for chunk in self.store.iter_content(rec):
                     progress["sent"] += len(chunk)
+                    sent[path] += len(chunk)
                     yield chunk
 
             root = self.root
             try:
-                new_root, cid = self.remote.push_file(path, content(), root, mode, mtime)
+                if len(batch) == 1:
+                    rec, path, _gen, mode, mtime = batch[0]
+                    new_root, cid = self.remote.push_file(
+                        path, content(rec, path), root, mode, mtime)
+                    cids = {path: cid}
+                else:
+                    new_root, cids = self.remote.push_files(
+                        [(p, content(r, p), mode, mtime) for r, p, _g, mode, mtime in batch],
+                        root)
             except ce.NonFastForward:
-                log.info("bucket changed under the upload of %s; rebasing", path)
+                log.info("bucket changed under the upload of %s%s; rebasing", batch[0][1],
+                         f" and {len(batch) - 1} more" if len(batch) > 1 else "")
                 self.adopt_root(self.remote.root())
                 continue
             finally:
                 self._uploading = None
-            sent = [progress["sent"]]
-            item = RemoteItem(path.rpartition("/")[2], cid, "file", sent[0], mode, mtime)
             with self._lock:
                 ops_moved = self._op_count != ops_at
+                self.stats.pushes += 1
+            items = {p: RemoteItem(p.rpartition("/")[2], cids[p], "file", sent[p], mode, mtime)
+                     for _r, p, _g, mode, mtime in batch}
 
-            def patch(p: str = path, i: RemoteItem = item, moved: bool = ops_moved) -> None:
-                if not moved:
-                    self._set_child(p, i)
-                    return
-                # Operations logged during the push may have moved or removed this path
-                # locally: rebuild the parent's listing (bucket + pending operations) on use.
-                self._listings.pop(parent_of(p), None)
-                if rec.path is not None:
-                    self._listings.pop(parent_of(rec.path), None)
+            def patch(items: dict = items, moved: bool = ops_moved, batch: list = batch) -> None:
+                for r, p, *_ in batch:
+                    if not moved:
+                        self._set_child(p, items[p])
+                        continue
+                    # Operations logged during the push may have moved or removed this path
+                    # locally: rebuild the parent's listing (bucket + pending operations) on
+                    # use.
+                    self._listings.pop(parent_of(p), None)
+                    if r.path is not None:
+                        self._listings.pop(parent_of(r.path), None)
 
             self._apply_own(new_root, patch)
-            with rec.lock, self._lock:
-                rec.expect_cid = cid
-                self.stats.uploads += 1
-                self.stats.uploaded_bytes += sent[0]
-                self.stats.last_sync = time.time()
-                if rec.gen == gen and self._dirty.get(path) is rec:
-                    # Clean now: the bucket holds exactly this content.
-                    del self._dirty[path]
-                    self._due.pop(rec.file_id, None)
-                    rec.dropped = True
-                    ino = self._inodes.get(path)
-                    if ino is not None:
-                        self._inodes.unpin(ino)
-                        # The kernel's pages came through us: they are this CID's content.
-                        self._seen_cid[ino] = cid
-                        for h in self._handles.values():
-                            if h.ino == ino:
-                                h.cid, h.size = cid, sent[0]
-                    clean = True
-                else:
-                    self.store.save(rec)  # changed while pushing: stays dirty
-                    clean = False
-            if clean:
-                # Until the record is dropped (in the background), a crash re-queues it: with
-                # the new expect_cid saved, that costs one identical upload, not a false
-                # conflict copy.
-                self.store.save(rec)
-                # Its chunks are the new CID's chunks (same 256 KiB alignment as the importer):
-                # keep them as read cache, then free the dirty store.
-                self.reads.adopt(cid, self.store.iter_content(rec),
-                                 lambda rec=rec: self.store.drop(rec))
-            log.debug("uploaded %s (%d bytes) → %s", path, sent[0], cid)
+            for rec, path, gen, _mode, _mtime in batch:
+                self._uploaded(rec, path, gen, cids[path], sent[path])
             return
-        raise FSError(errno.ESTALE, f"{path}: the bucket keeps changing; upload postponed")
+        raise FSError(errno.ESTALE, f"{recs[0].path}: the bucket keeps changing; upload postponed")
+
+    def _uploaded(self, rec: Record, path: str, gen: int, cid: str, size: int) -> None:
+        """The bucket has ``rec``'s content of generation ``gen`` at ``path`` as ``cid``."""
+        with rec.lock, self._lock:
+            rec.expect_cid = cid
+            self.stats.uploads += 1
+            self.stats.uploaded_bytes += size
+            self.stats.last_sync = time.time()
+            if rec.gen == gen and self._dirty.get(path) is rec:
+                # Clean now: the bucket holds exactly this content.
+                del self._dirty[path]
+                self._due.pop(rec.file_id, None)
+                rec.dropped = True
+                ino = self._inodes.get(path)
+                if ino is not None:
+                    self._inodes.unpin(ino)
+                    # The kernel's pages came through us: they are this CID's content.
+                    self._seen_cid[ino] = cid
+                    for h in self._handles.values():
+                        if h.ino == ino:
+                            h.cid, h.size = cid, size
+                clean = True
+            else:
+                self.store.save(rec)  # changed while pushing: stays dirty
+                clean = False
+        if clean:
+            # Until the record is dropped (in the background), a crash re-queues it: with
+            # the new expect_cid saved, that costs one identical upload, not a false
+            # conflict copy.
+            self.store.save(rec)
+            # Its chunks are the new CID's chunks (same 256 KiB alignment as the importer):
+            # keep them as read cache, then free the dirty store.
+            self.reads.adopt(cid, self.store.iter_content(rec),
+                             lambda rec=rec: self.store.drop(rec))
+        log.debug("uploaded %s (%d bytes) → %s", path, size, cid)
 
     def _find_conflicts(self) -> None:
         """Dirty files whose remote version changed since we based on it: move them aside."""
@@ -1256,6 +1317,13 @@ class BucketFS:
             if remote is None and rec.expect_cid:
                 # Deleted remotely while edited here: keep the local version under its name.
                 rec.expect_cid = ""
+                continue
+            if remote is not None and self._holds(rec, remote):
+                # The bucket already has exactly the local content: our own push whose answer
+                # was lost (a PushPaths stream that failed after the hub saved part of it, or
+                # a hub that stopped after its commit). Not a conflict; the record stays dirty
+                # and its next upload is a no-op.
+                rec.expect_cid = remote.cid
                 continue
             when = time.time()
             name = conflict_name(path.rpartition("/")[2], self.hostname, when)
@@ -1280,6 +1348,18 @@ class BucketFS:
                 self.notifier.inode(ino)
         with self.work:
             self.work.notify_all()
+
+    def _holds(self, rec: Record, remote: RemoteItem) -> bool:
+        """Whether the bucket's file ``remote`` has the same content as ``rec`` (checked by
+        importing the local content as the hub does, for files up to SAME_CHECK_MAX only)."""
+        if remote.kind != "file" or remote.size != rec.size or rec.size > SAME_CHECK_MAX:
+            return False
+        try:
+            data = b"".join(self.store.iter_content(rec))
+            return str(import_file(io.BytesIO(data), NullBlockstore()).cid) == remote.cid
+        except Exception as exc:  # cannot tell: treat it as a conflict (keeps both copies)
+            log.warning("could not compare %s with the bucket's version: %s", rec.path, exc)
+            return False
 
     # -- internals: the namespace journal -------------------------------------------------------
 

@@ -488,7 +488,40 @@ class BucketFS:
         # hub), then the dirty map is checked and updated atomically under _lock.
         if self._remote_entry(path) is not None:
             raise FSError(errno.EEXIST)
-        rec = self.store.new(path, "", 0, mode & 0o7777, now_ns(), expect_cid="")
+        return self._create_at(path, mode)
+
+    def create_nowait(self, parent_ino: int, name: str, mode: int) -> tuple[int, Attr] | None:
+        """:meth:`create` answered from memory (no I/O at all: the record is saved at the
+        first write or at close), or None when the parent's listing is not in memory.
+
+        For the pyfuse3 adapter, which calls this on its event loop: creating many small files
+        is then one worker thread round trip per file (the write), not two."""
+        if self.read_only:
+            raise FSError(errno.EROFS)
+        check_name(name)
+        with self._lock:
+            try:
+                parent = self._inodes.path(parent_ino)
+            except KeyError:
+                return None
+            if parent is None:
+                return None
+            if parent:
+                pentry = self._cached_entry(parent)
+                if not isinstance(pentry, RemoteItem) or pentry.kind != "dir":
+                    return None  # unknown, or not a directory: the slow path decides
+            d = self._listings.get(parent)
+            if d is None or d.root != self.root:
+                return None
+            path = join(parent, name)
+            if name in d.children or path in self._dirty:
+                raise FSError(errno.EEXIST)
+        return self._create_at(path, mode)
+
+    def _create_at(self, path: str, mode: int) -> tuple[int, Attr]:
+        """The second half of :meth:`create`, once ``path`` is known not to exist remotely
+        (memory only: the record is saved at the first write or at close)."""
+        rec = self.store.new(path, "", 0, mode & 0o7777, now_ns(), expect_cid="", save=False)
         with self._lock:
             if path in self._dirty:
                 lost = True
@@ -498,8 +531,7 @@ class BucketFS:
                 ino = self._inodes.lookup(path)
                 self._inodes.pin(ino)
         if lost:
-            self.store.drop(rec)
-            raise FSError(errno.EEXIST)
+            raise FSError(errno.EEXIST)  # (rec was never saved: nothing to drop)
         fh, _ = self.open(ino, write=True, stamped=True)
         return fh, self._attr(ino, rec)
 
@@ -1265,45 +1297,52 @@ class BucketFS:
                         self._listings.pop(parent_of(r.path), None)
 
             self._apply_own(new_root, patch)
-            for rec, path, gen, _mode, _mtime in batch:
-                self._uploaded(rec, path, gen, cids[path], sent[path])
+            clean = [rec for rec, path, gen, _mode, _mtime in batch
+                     if self._uploaded(rec, path, gen, cids[path], sent[path])]
+            if not clean:
+                return
+            # Until a clean record is dropped (in the background), a crash re-queues it: with
+            # the new expect_cid saved, that costs one identical upload, not a false conflict
+            # copy. Its chunks are the new CID's chunks (same 256 KiB alignment as the
+            # importer): keep them as read cache, then free the dirty store. For a batch, each
+            # step is one SQLite transaction for all files, not one per file.
+            if len(clean) == 1:
+                rec = clean[0]
+                self.store.save(rec)
+                self.reads.adopt(rec.expect_cid, self.store.iter_content(rec),
+                                 lambda rec=rec: self.store.drop(rec))
+            else:
+                self.store.save_many(clean)
+                self.reads.adopt_many([self.store.iter_content(r) for r in clean],
+                                      lambda clean=clean: self.store.drop_many(clean))
             return
         raise FSError(errno.ESTALE, f"{recs[0].path}: the bucket keeps changing; upload postponed")
 
-    def _uploaded(self, rec: Record, path: str, gen: int, cid: str, size: int) -> None:
-        """The bucket has ``rec``'s content of generation ``gen`` at ``path`` as ``cid``."""
+    def _uploaded(self, rec: Record, path: str, gen: int, cid: str, size: int) -> bool:
+        """The bucket has ``rec``'s content of generation ``gen`` at ``path`` as ``cid``.
+        Returns True when the record is clean now (the caller saves and drops it)."""
         with rec.lock, self._lock:
             rec.expect_cid = cid
             self.stats.uploads += 1
             self.stats.uploaded_bytes += size
             self.stats.last_sync = time.time()
-            if rec.gen == gen and self._dirty.get(path) is rec:
-                # Clean now: the bucket holds exactly this content.
-                del self._dirty[path]
-                self._due.pop(rec.file_id, None)
-                rec.dropped = True
-                ino = self._inodes.get(path)
-                if ino is not None:
-                    self._inodes.unpin(ino)
-                    # The kernel's pages came through us: they are this CID's content.
-                    self._seen_cid[ino] = cid
-                    for h in self._handles.values():
-                        if h.ino == ino:
-                            h.cid, h.size = cid, size
-                clean = True
-            else:
+            log.debug("uploaded %s (%d bytes) → %s", path, size, cid)
+            if rec.gen != gen or self._dirty.get(path) is not rec:
                 self.store.save(rec)  # changed while pushing: stays dirty
-                clean = False
-        if clean:
-            # Until the record is dropped (in the background), a crash re-queues it: with
-            # the new expect_cid saved, that costs one identical upload, not a false
-            # conflict copy.
-            self.store.save(rec)
-            # Its chunks are the new CID's chunks (same 256 KiB alignment as the importer):
-            # keep them as read cache, then free the dirty store.
-            self.reads.adopt(cid, self.store.iter_content(rec),
-                             lambda rec=rec: self.store.drop(rec))
-        log.debug("uploaded %s (%d bytes) → %s", path, size, cid)
+                return False
+            # Clean now: the bucket holds exactly this content.
+            del self._dirty[path]
+            self._due.pop(rec.file_id, None)
+            rec.dropped = True
+            ino = self._inodes.get(path)
+            if ino is not None:
+                self._inodes.unpin(ino)
+                # The kernel's pages came through us: they are this CID's content.
+                self._seen_cid[ino] = cid
+                for h in self._handles.values():
+                    if h.ino == ino:
+                        h.cid, h.size = cid, size
+            return True
 
     def _find_conflicts(self) -> None:
         """Dirty files whose remote version changed since we based on it: move them aside."""

@@ -176,6 +176,7 @@ class Ops(pyfuse3.Operations):
         if not stat.S_ISREG(mode):
             raise pyfuse3.FUSEError(errno.EPERM)  # no devices, fifos or sockets in a bucket
         fh, attr = await self._call(self.fs.create, parent_inode, os.fsdecode(name), mode)
+        await self._call(self.fs.flush, fh)  # mknod has no close(): persist the record now
         await self._call(self.fs.release, fh)
         return self._entry(attr)
 
@@ -216,6 +217,13 @@ class Ops(pyfuse3.Operations):
     async def create(
         self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: Any
     ) -> Any:
+        # Answered on the loop when the parent's listing is in memory (no I/O at all).
+        try:
+            done = self.fs.create_nowait(parent_inode, os.fsdecode(name), mode)
+        except Exception as exc:
+            raise pyfuse3.FUSEError(to_errno(exc)) from None
+        if done is not None:
+            return pyfuse3.FileInfo(fh=done[0]), self._entry(done[1])
         fh, attr = await self._call(self.fs.create, parent_inode, os.fsdecode(name), mode)
         return pyfuse3.FileInfo(fh=fh), self._entry(attr)
 

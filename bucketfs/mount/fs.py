@@ -83,6 +83,7 @@ SAME_CHECK_MAX = 8 << 20  # files up to this size are compared by CID before a c
 BATCH_MAX_FILE = 1 << 20  # dirty files up to this size are uploaded together (PushPaths)
 BATCH_MAX_FILES = 500  # ... at most this many per stream
 BATCH_MAX_BYTES = 32 << 20  # ... and at most this many bytes
+ADOPT_MAX = 64 << 20  # uploaded files up to this size are kept in the read cache
 BATCH_WINDOW = 0.5  # seconds: small files due this soon join a batch (at most writeback_delay/2)
 XATTR_CID = "user.bucketfs.cid"
 XATTR_ROOT = "user.bucketfs.root"
@@ -1309,8 +1310,11 @@ class BucketFS:
             if len(clean) == 1:
                 rec = clean[0]
                 self.store.save(rec)
-                self.reads.adopt(rec.expect_cid, self.store.iter_content(rec),
-                                 lambda rec=rec: self.store.drop(rec))
+                # A big file is not copied: that would write it to disk a second time right
+                # after the upload, competing with whatever runs next; its pages are usually
+                # still in the kernel's cache, and the hub serves it otherwise.
+                chunks = self.store.iter_content(rec) if rec.size <= ADOPT_MAX else iter(())
+                self.reads.adopt(rec.expect_cid, chunks, lambda rec=rec: self.store.drop(rec))
             else:
                 self.store.save_many(clean)
                 self.reads.adopt_many([self.store.iter_content(r) for r in clean],

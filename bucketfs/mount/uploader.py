@@ -25,6 +25,7 @@ from bucketfs.mount.writeback import Record
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 30.0
+MIN_PASS = 0.1  # seconds between the starts of two passes over the dirty files
 SNAPSHOT_EVERY = 2.0  # seconds between saves of the listing snapshot (when it changed)
 
 
@@ -72,8 +73,16 @@ class Uploader:
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
+        last = 0.0
         while not self._stop.is_set():
-            now = time.monotonic()
+            # Every close wakes this thread, and a pass scans every dirty file: while many
+            # small files are created, passes back to back cost O(files²) of CPU taken from the
+            # creating threads. At most one pass per MIN_PASS (a close-to-bucket delay of that
+            # much at worst).
+            gap = time.monotonic() - last
+            if gap < MIN_PASS:
+                self._stop.wait(MIN_PASS - gap)
+            last = now = time.monotonic()
             if self.fs.pending_ops() and now >= self._ops_after:
                 self._try_ops()
             ready, nxt = self.fs.due_uploads(time.monotonic())

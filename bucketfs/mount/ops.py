@@ -17,6 +17,7 @@ import os
 import queue
 import stat
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -106,6 +107,20 @@ class Ops(pyfuse3.Operations):
                       errno.errorcode.get(err, err), exc)
             raise pyfuse3.FUSEError(err) from None
 
+    def _now(self, op: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a core ``*_nowait`` method on the loop: its result (None = "needs a thread"),
+        counted in the metrics like :meth:`_call` when it answered; errors become errnos."""
+        start = time.perf_counter()
+        try:
+            out = fn(*args)
+        except Exception as exc:
+            metrics.OPS.labels("mount", op, type(exc).__name__).inc()
+            raise pyfuse3.FUSEError(to_errno(exc)) from None
+        if out is not None:
+            metrics.OPS.labels("mount", op, "ok").inc()
+            metrics.OP_SECONDS.labels("mount", op).observe(time.perf_counter() - start)
+        return out
+
     def _entry(self, a: Attr) -> pyfuse3.EntryAttributes:
         e = pyfuse3.EntryAttributes()
         e.st_ino = a.ino
@@ -129,10 +144,7 @@ class Ops(pyfuse3.Operations):
 
     async def lookup(self, parent_inode: int, name: bytes, ctx: Any = None) -> Any:
         # Answered on the loop when the parent's listing is in memory (no thread round trip).
-        try:
-            attr = self.fs.lookup_nowait(parent_inode, os.fsdecode(name))
-        except Exception as exc:
-            raise pyfuse3.FUSEError(to_errno(exc)) from None
+        attr = self._now("lookup", self.fs.lookup_nowait, parent_inode, os.fsdecode(name))
         if attr is not None:
             return self._entry(attr)
         return self._entry(await self._call(self.fs.lookup, parent_inode, os.fsdecode(name)))
@@ -146,10 +158,7 @@ class Ops(pyfuse3.Operations):
 
     async def getattr(self, inode: int, ctx: Any = None) -> Any:
         # Known attributes are answered on the loop: no worker thread round trip.
-        try:
-            attr = self.fs.getattr_nowait(inode)
-        except Exception as exc:
-            raise pyfuse3.FUSEError(to_errno(exc)) from None
+        attr = self._now("getattr", self.fs.getattr_nowait, inode)
         if attr is not None:
             return self._entry(attr)
         return self._entry(await self._call(self.fs.getattr, inode))
@@ -218,10 +227,7 @@ class Ops(pyfuse3.Operations):
         self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: Any
     ) -> Any:
         # Answered on the loop when the parent's listing is in memory (no I/O at all).
-        try:
-            done = self.fs.create_nowait(parent_inode, os.fsdecode(name), mode)
-        except Exception as exc:
-            raise pyfuse3.FUSEError(to_errno(exc)) from None
+        done = self._now("create", self.fs.create_nowait, parent_inode, os.fsdecode(name), mode)
         if done is not None:
             return pyfuse3.FileInfo(fh=done[0]), self._entry(done[1])
         fh, attr = await self._call(self.fs.create, parent_inode, os.fsdecode(name), mode)
@@ -235,10 +241,7 @@ class Ops(pyfuse3.Operations):
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         # A small write into a new file costs less than a worker thread round trip: done on
         # the loop (local disk only, never the hub; see BucketFS.write_nowait).
-        try:
-            written = self.fs.write_nowait(fh, off, buf)
-        except Exception as exc:
-            raise pyfuse3.FUSEError(to_errno(exc)) from None
+        written = self._now("write", self.fs.write_nowait, fh, off, buf)
         if written is None:
             written = await self._call(self.fs.write, fh, off, buf)
         _WRITE_BYTES.inc(written)
@@ -247,11 +250,8 @@ class Ops(pyfuse3.Operations):
     async def flush(self, fh: int) -> None:
         # Most closes have nothing left to save (the write already saved the record): answer
         # those on the loop, sparing a worker thread round trip per small-file create.
-        try:
-            if self.fs.flush_nowait(fh):
-                return
-        except Exception as exc:
-            raise pyfuse3.FUSEError(to_errno(exc)) from None
+        if self._now("flush", lambda: self.fs.flush_nowait(fh) or None):
+            return
         await self._call(self.fs.flush, fh)
 
     async def release(self, fh: int) -> None:

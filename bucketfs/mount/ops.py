@@ -5,6 +5,10 @@ thread (a gRPC call must never block the trio loop, and many requests run at onc
 every exception through :func:`~.errors.to_errno` — pyfuse3 handlers catch only ``FUSEError``,
 and anything else would end ``pyfuse3.main()`` and with it the mount.
 
+Requests the core can answer from memory (or with a little local disk work, never the hub) go
+to its ``*_nowait`` methods on the loop first, which return None when a thread is needed after
+all: for those, the thread round trip cost more than the answer itself.
+
 Kernel cache invalidations go through :class:`KernelNotifier`, a thread of its own, because
 libfuse must never be asked to invalidate from inside a request handler (deadlock; field notes).
 """

@@ -93,3 +93,23 @@ def test_the_same_content_arriving_elsewhere_is_not_a_conflict(
         assert (m.path / "s.txt").read_bytes() == b"identical bytes"
     names = {it.name for it in client.list_dir(key, "").item.items}
     assert not [n for n in names if ".conflict-" in n], names
+
+
+def test_batches_group_small_files_within_limits() -> None:
+    from bucketfs.mount.fs import BATCH_MAX_BYTES, BATCH_MAX_FILE, BATCH_MAX_FILES
+    from bucketfs.mount.uploader import batches
+    from bucketfs.mount.writeback import Record
+
+    def rec(i: int, size: int) -> Record:
+        return Record(f"id{i}", f"p{i}", "", 0, 0, "", size, 0o644, 0)
+
+    small = [rec(i, 4096) for i in range(BATCH_MAX_FILES + 10)]
+    big = rec(-1, BATCH_MAX_FILE + 1)
+    out = list(batches([*small[:5], big, *small[5:]]))
+    # Small files in streams of at most BATCH_MAX_FILES, in order; the big file on its own.
+    assert [len(b) for b in out] == [BATCH_MAX_FILES, 10, 1]
+    assert out[-1] == [big]
+    assert [r.path for b in out[:2] for r in b] == [r.path for r in small]
+    # The byte bound: 1 MiB files fill a stream up to BATCH_MAX_BYTES.
+    mib = [rec(i, BATCH_MAX_FILE) for i in range(BATCH_MAX_BYTES // BATCH_MAX_FILE + 1)]
+    assert [len(b) for b in batches(mib)] == [BATCH_MAX_BYTES // BATCH_MAX_FILE, 1]

@@ -60,11 +60,12 @@ class Mount:
         return next(control.request(control.socket_path(self.path), {"cmd": "status"}, 30))
 
     def wait_synced(self, timeout: float = 60) -> dict[str, Any]:
-        """Block until the daemon reports no dirty files (polling its status)."""
+        """Block until the daemon reports no dirty files and no pending namespace operations
+        (polling its status): everything done through the mount is in the bucket."""
         deadline = time.monotonic() + timeout
         while True:
             st = self.status()
-            if st["dirty_files"] == 0:
+            if st["dirty_files"] == 0 and st["pending_ops"] == 0:
                 return st
             if time.monotonic() > deadline:
                 raise TimeoutError(f"still dirty after {timeout}s: {st}")

@@ -92,6 +92,12 @@ class RemoteBlockstore:
             raise BlockCorrupt(cid)
         self._disk.set(str(cid), data)
 
+    def put_many(self, blocks: Iterable[tuple[CID, bytes]]) -> None:
+        """Cache blocks we produced ourselves (trusted), in ONE SQLite transaction."""
+        with self._disk.transact(retry=True):
+            for cid, data in blocks:
+                self._disk.set(str(cid), data)
+
     def delete(self, cid: CID) -> None:
         """Drop a block from the cache."""
         with self._lock:

@@ -5,6 +5,10 @@ thread (a gRPC call must never block the trio loop, and many requests run at onc
 every exception through :func:`~.errors.to_errno` — pyfuse3 handlers catch only ``FUSEError``,
 and anything else would end ``pyfuse3.main()`` and with it the mount.
 
+Requests the core can answer from memory (or with a little local disk work, never the hub) go
+to its ``*_nowait`` methods on the loop first, which return None when a thread is needed after
+all: for those, the thread round trip cost more than the answer itself.
+
 Kernel cache invalidations go through :class:`KernelNotifier`, a thread of its own, because
 libfuse must never be asked to invalidate from inside a request handler (deadlock; field notes).
 """
@@ -17,6 +21,7 @@ import os
 import queue
 import stat
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,6 +38,7 @@ _READ_BYTES = metrics.BYTES.labels("mount", "read")
 _WRITE_BYTES = metrics.BYTES.labels("mount", "write")
 
 BLKSIZE = 262144
+_ENOATTR = getattr(errno, "ENODATA", 61)
 
 
 class KernelNotifier:
@@ -105,6 +111,20 @@ class Ops(pyfuse3.Operations):
                       errno.errorcode.get(err, err), exc)
             raise pyfuse3.FUSEError(err) from None
 
+    def _now(self, op: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a core ``*_nowait`` method on the loop: its result (None = "needs a thread"),
+        counted in the metrics like :meth:`_call` when it answered; errors become errnos."""
+        start = time.perf_counter()
+        try:
+            out = fn(*args)
+        except Exception as exc:
+            metrics.OPS.labels("mount", op, type(exc).__name__).inc()
+            raise pyfuse3.FUSEError(to_errno(exc)) from None
+        if out is not None:
+            metrics.OPS.labels("mount", op, "ok").inc()
+            metrics.OP_SECONDS.labels("mount", op).observe(time.perf_counter() - start)
+        return out
+
     def _entry(self, a: Attr) -> pyfuse3.EntryAttributes:
         e = pyfuse3.EntryAttributes()
         e.st_ino = a.ino
@@ -127,6 +147,10 @@ class Ops(pyfuse3.Operations):
     # -- namespace -----------------------------------------------------------------------------
 
     async def lookup(self, parent_inode: int, name: bytes, ctx: Any = None) -> Any:
+        # Answered on the loop when the parent's listing is in memory (no thread round trip).
+        attr = self._now("lookup", self.fs.lookup_nowait, parent_inode, os.fsdecode(name))
+        if attr is not None:
+            return self._entry(attr)
         return self._entry(await self._call(self.fs.lookup, parent_inode, os.fsdecode(name)))
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
@@ -137,6 +161,10 @@ class Ops(pyfuse3.Operations):
                 log.exception("forget(%d) failed", ino)
 
     async def getattr(self, inode: int, ctx: Any = None) -> Any:
+        # Known attributes are answered on the loop: no worker thread round trip.
+        attr = self._now("getattr", self.fs.getattr_nowait, inode)
+        if attr is not None:
+            return self._entry(attr)
         return self._entry(await self._call(self.fs.getattr, inode))
 
     async def setattr(self, inode: int, attr: Any, fields: Any, fh: Any, ctx: Any) -> Any:
@@ -161,6 +189,7 @@ class Ops(pyfuse3.Operations):
         if not stat.S_ISREG(mode):
             raise pyfuse3.FUSEError(errno.EPERM)  # no devices, fifos or sockets in a bucket
         fh, attr = await self._call(self.fs.create, parent_inode, os.fsdecode(name), mode)
+        await self._call(self.fs.flush, fh)  # mknod has no close(): persist the record now
         await self._call(self.fs.release, fh)
         return self._entry(attr)
 
@@ -201,6 +230,10 @@ class Ops(pyfuse3.Operations):
     async def create(
         self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: Any
     ) -> Any:
+        # Answered on the loop when the parent's listing is in memory (no I/O at all).
+        done = self._now("create", self.fs.create_nowait, parent_inode, os.fsdecode(name), mode)
+        if done is not None:
+            return pyfuse3.FileInfo(fh=done[0]), self._entry(done[1])
         fh, attr = await self._call(self.fs.create, parent_inode, os.fsdecode(name), mode)
         return pyfuse3.FileInfo(fh=fh), self._entry(attr)
 
@@ -210,11 +243,19 @@ class Ops(pyfuse3.Operations):
         return data
 
     async def write(self, fh: int, off: int, buf: bytes) -> int:
-        written = await self._call(self.fs.write, fh, off, buf)
+        # A small write into a new file costs less than a worker thread round trip: done on
+        # the loop (local disk only, never the hub; see BucketFS.write_nowait).
+        written = self._now("write", self.fs.write_nowait, fh, off, buf)
+        if written is None:
+            written = await self._call(self.fs.write, fh, off, buf)
         _WRITE_BYTES.inc(written)
         return written
 
     async def flush(self, fh: int) -> None:
+        # Most closes have nothing left to save (the write already saved the record): answer
+        # those on the loop, sparing a worker thread round trip per small-file create.
+        if self._now("flush", lambda: self.fs.flush_nowait(fh) or None):
+            return
         await self._call(self.fs.flush, fh)
 
     async def release(self, fh: int) -> None:
@@ -263,6 +304,10 @@ class Ops(pyfuse3.Operations):
         return s
 
     async def getxattr(self, inode: int, name: bytes, ctx: Any) -> bytes:
+        if not name.startswith(b"user.bucketfs."):
+            # None stored (ours are the only ones). The kernel asks for security.capability
+            # before every write: answered on the loop, without a worker thread round trip.
+            raise pyfuse3.FUSEError(_ENOATTR)
         return await self._call(self.fs.getxattr, inode, os.fsdecode(name))
 
     async def listxattr(self, inode: int, ctx: Any) -> Any:

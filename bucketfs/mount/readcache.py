@@ -102,6 +102,26 @@ class ReadCache:
 
         self._pool.submit(run)
 
+    def adopt_many(self, files: list[Iterator[bytes]], done: Callable[[], None]) -> None:
+        """:meth:`adopt` for the small files of one batch upload: all their chunks in one
+        cache transaction, then ``done`` once (bounded: a batch holds at most a few MiB)."""
+
+        def blocks() -> Iterator[tuple[CID, bytes]]:
+            for chunks in files:
+                for chunk in chunks:
+                    yield CID.of_raw(chunk), chunk
+
+        def run() -> None:
+            try:
+                self.blocks.put_many(blocks())
+            except Exception:  # only a cache warm-up: the hub has the data
+                log.warning("could not keep %d uploaded files in the read cache", len(files),
+                            exc_info=True)
+            finally:
+                done()
+
+        self._pool.submit(run)
+
     # -- internals -----------------------------------------------------------------------------
 
     def _reader(self, cid: str) -> FileReader:

@@ -2,9 +2,10 @@
 
 It follows the hub's ``FS.WatchRoot`` stream when the hub offers it (a change shows up at once)
 and otherwise polls ``Root`` every ``poll`` seconds. Either way it calls
-:meth:`BucketFS.check_remote`, which re-lists only the cached directories, invalidates only the
-kernel entries that changed (through the notifier thread, never from a request handler) and
-moves conflicting dirty files aside.
+:meth:`BucketFS.check_remote`, which runs a Merkle diff of the old and new roots
+(:mod:`bucketfs.ipfs.diff`), re-lists only the cached directories on changed paths, invalidates
+only the kernel entries that changed (through the notifier thread, never from a request handler)
+and moves conflicting dirty files aside.
 """
 
 from __future__ import annotations

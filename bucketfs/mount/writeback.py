@@ -105,8 +105,12 @@ class DirtyStore:
         mode: int,
         mtime_ns: int,
         expect_cid: str | None = None,
+        save: bool = True,
     ) -> Record:
-        """Create and persist a record for a file that becomes dirty now."""
+        """Create and persist a record for a file that becomes dirty now. ``save=False``
+        leaves the first save to the first write or to close (:meth:`save_if_changed`): a new,
+        empty file that was never closed has nothing to lose, and a create then costs no
+        SQLite commit."""
         rec = Record(
             file_id=uuid.uuid4().hex,
             path=path,
@@ -118,13 +122,22 @@ class DirtyStore:
             mode=mode,
             mtime_ns=mtime_ns,
         )
-        self.save(rec)
+        if save:
+            self.save(rec)
         return rec
 
     def save(self, rec: Record) -> None:
         """Persist ``rec`` (atomically: one SQLite transaction)."""
         self._cache.set(("rec", rec.file_id), rec.to_json())
         rec.saved_gen = rec.gen
+
+    def save_many(self, recs: list[Record]) -> None:
+        """Persist several records in ONE SQLite transaction (after a batch upload: one commit
+        instead of one per file, and one lock hand-over with the FUSE threads' saves)."""
+        with self._cache.transact(retry=True):
+            for rec in recs:
+                with rec.lock:
+                    self.save(rec)
 
     def sync(self, rec: Record) -> None:
         """Make ``rec`` durable against a power cut, not only a crash (``fsync=local``).
@@ -199,6 +212,16 @@ class DirtyStore:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._data(rec))
         self._cache.delete(("rec", rec.file_id))
+
+    def drop_many(self, recs: list[Record]) -> None:
+        """:meth:`drop` several files: every data file first, then the records in ONE SQLite
+        transaction (the same crash rules as :meth:`drop` hold for each)."""
+        for rec in recs:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._data(rec))
+        with self._cache.transact(retry=True):
+            for rec in recs:
+                self._cache.delete(("rec", rec.file_id))
 
     def dirty_bytes(self) -> int:
         """Bytes the data files occupy on disk."""

@@ -224,6 +224,8 @@ class BucketFS:
         self.hostname = (hostname or socket.gethostname()).split(".")[0] or "host"
         self.stats = Stats()
         self.root = ""
+        # updated_at of the newest bucket state this mount has taken in (see check_remote)
+        self._seen_updated_at = 0
         self.journal = journal
         self.cache_size = cache_size
         self.started_offline = False
@@ -255,7 +257,7 @@ class BucketFS:
         self._ops = self.journal.pending()
         self._last_seq = self._ops[-1].seq if self._ops else 0
         try:
-            self.root = self.remote.root()
+            self.root, self._seen_updated_at = self.remote.root_info()
         except ce.HubUnavailable as exc:
             snap = self.journal.load_snapshot()
             if snap is None:
@@ -923,9 +925,14 @@ class BucketFS:
 
     # -- remote changes ------------------------------------------------------------------------
 
+    def known_updated_at(self) -> int:
+        """``updated_at`` of the newest bucket state this mount knows (its own or adopted)."""
+        return max(self._seen_updated_at, self.remote.own_updated_at)
+
     def check_remote(self) -> bool:
         """Poll the bucket root once; adopt it if it moved. Returns True if it changed."""
-        if self.remote.root() == self.root:
+        new, updated = self.remote.root_info()
+        if new == self.root and updated <= self.known_updated_at():
             return False
         with self._mut:
             # Read the root again now that none of our own mutations is in flight: the first
@@ -933,10 +940,19 @@ class BucketFS:
             # our own push), and adopting it would take the bucket back in time — the files
             # pushed since would vanish from listings and the next push would fail as
             # non-fast-forward (measured: 124 such adoptions for 250 files copied by cp -a).
-            new = self.remote.root()
-            if new == self.root:
+            new, updated = self.remote.root_info()
+            known = self.known_updated_at()
+            self._seen_updated_at = max(known, updated)
+            if new != self.root:
+                self.adopt_root(new)
+            elif updated > known:
+                # A chmod or utime elsewhere (FS.SetAttr) changes only the bucket's metadata,
+                # not its root CID, so no Merkle diff can see it: compare the cached listings.
+                log.info("bucket metadata changed elsewhere at root %s", new)
+                with self._ns:
+                    self._adopt_root(new, None)
+            else:
                 return False
-            self.adopt_root(new)
         return True
 
     def adopt_root(self, new_root: str) -> None:

@@ -60,10 +60,10 @@ class Reconciler:
         """Block on the WatchRoot stream, adopting each new root as it arrives."""
         self._call = self.fs.remote.watch_root()
         try:
-            for path in self._call:
+            for path, updated_at in self._call:
                 if self._stop.is_set():
                     return
-                if path != self.fs.root:
+                if path != self.fs.root or updated_at > self.fs.known_updated_at():
                     self._check()
         finally:
             self._call = None

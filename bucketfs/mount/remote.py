@@ -107,6 +107,9 @@ class Remote:
         # unreachable: the uploader uses it to retry at once instead of waiting out a backoff
         # of up to 30 s. Must be quick and must not block.
         self.on_back: Callable[[], None] | None = None
+        # updated_at of the newest root our own mutations produced: a later one on the hub with
+        # the same root CID is a metadata-only change (chmod, utime) made elsewhere.
+        self.own_updated_at = 0
         self._metadata = metadata
         self._buckets = bgrpc.APIServiceStub(channel)
         self._fs = fgrpc.FSStub(channel)
@@ -135,8 +138,18 @@ class Remote:
 
     def root(self) -> str:
         """The bucket's current root path (``/ipfs/<cid>``)."""
+        return self.root_info()[0]
+
+    def root_info(self) -> tuple[str, int]:
+        """The bucket's current root path and its ``updated_at`` (Unix ns), which also moves
+        on a metadata-only change that keeps the root CID."""
         reply = self._unary(self._buckets.Root, bpb.RootRequest(key=self.key))
-        return reply.root.path
+        return reply.root.path, reply.root.updated_at
+
+    def _own(self, root: bpb.Root) -> str:
+        """Note a root our own mutation produced; returns its path."""
+        self.own_updated_at = max(self.own_updated_at, root.updated_at)
+        return root.path
 
     def list_dir(self, path: str) -> Listing:
         """One level of ``path`` (must be a directory) with extension attributes."""
@@ -170,7 +183,8 @@ class Remote:
         self._answered()
 
     def watch_root(self) -> RootWatch:
-        """FS.WatchRoot: iterate over root paths (current first); ``cancel()`` ends it."""
+        """FS.WatchRoot: iterate over ``(root path, updated_at)`` (current first); ``cancel()``
+        ends it."""
         call = self._fs.WatchRoot(fpb.WatchRootRequest(key=self.key), metadata=self._metadata())
         return RootWatch(call)
 
@@ -209,7 +223,7 @@ class Remote:
                 ev = reply.event
                 if ev.path:
                     file_cid = root_cid(ev.path)
-                    new_root = ev.root.path
+                    new_root = self._own(ev.root)
         except grpc.RpcError as exc:
             raise self._error(exc) from exc
         self._answered()
@@ -251,7 +265,7 @@ class Remote:
             # No deadline, as for push_file; the last reply carries the saved root.
             for reply in self._buckets.PushPaths(requests(), metadata=self._metadata()):
                 cids[reply.path] = reply.cid
-                new_root = reply.root.path
+                new_root = self._own(reply.root)
         except grpc.RpcError as exc:
             raise self._error(exc) from exc
         self._answered()
@@ -306,7 +320,7 @@ class Remote:
 
     def _mutation(self, method, request) -> tuple[str, RemoteItem]:  # noqa: ANN001
         reply = self._unary(method, request)
-        return reply.root.path, RemoteItem.from_pb(reply.item)
+        return self._own(reply.root), RemoteItem.from_pb(reply.item)
 
 
 def _attrs(chunk: bpb.PushPathsRequest.Chunk, mode: int | None, mtime_ns: int | None) -> None:
@@ -317,17 +331,18 @@ def _attrs(chunk: bpb.PushPathsRequest.Chunk, mode: int | None, mtime_ns: int | 
 
 
 class RootWatch:
-    """An open WatchRoot stream: iterate for root paths; cancel() from any thread."""
+    """An open WatchRoot stream: iterate for ``(root path, updated_at)``; cancel() from any
+    thread."""
 
     def __init__(self, call: grpc.Call) -> None:
         self._call = call
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[tuple[str, int]]:
         try:
             for msg in self._call:  # type: ignore[attr-defined]
                 if msg.removed:
                     raise ClientError("the bucket was removed")
-                yield msg.path
+                yield msg.path, msg.updated_at
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.CANCELLED:  # type: ignore[attr-defined]
                 return

@@ -93,3 +93,29 @@ def test_conflict_keeps_both_versions(hub, thread, client, tmp_path) -> None:  #
     out = io.BytesIO()
     client.pull_path(key, "doc.txt", out)
     assert out.getvalue() == b"remote edit"
+
+
+def test_chmod_and_utime_elsewhere_show_up(hub, thread, client, tmp_path) -> None:  # noqa: ANN001
+    # chmod and utime change only the bucket's metadata (FS.SetAttr): the root CID stays the
+    # same, so a mount must notice the bucket's updated_at, not only its root, to see them.
+    _, key = new_bucket(hub, "attrs", thread=thread)
+    with (
+        mounted(hub, tmp_path, key, thread=thread, name="a", poll=0.5, writeback_delay=0) as a,
+        mounted(hub, tmp_path, key, thread=thread, name="b", poll=0.5, writeback_delay=0) as b,
+    ):
+        (a.path / "f.txt").write_bytes(b"attrs")
+        os.mkdir(a.path / "d")
+        a.wait_synced()
+        eventually(lambda: (b.path / "f.txt").exists() and (b.path / "d").is_dir(),
+                   "A's entries in B")
+        assert os.stat(b.path / "f.txt").st_mode & 0o777 == 0o644  # B has it cached now
+        root_before, adopted = a.status()["root"], b.status()["remote_changes"]
+        os.chmod(a.path / "f.txt", 0o600)
+        os.utime(a.path / "d", ns=(1_500_000_000 * 10**9, 1_500_000_000 * 10**9))
+        a.wait_synced()
+        assert a.status()["root"] == root_before  # metadata only: same root CID
+        eventually(lambda: os.stat(b.path / "f.txt").st_mode & 0o777 == 0o600, "chmod in B")
+        eventually(lambda: os.stat(b.path / "d").st_mtime_ns == 1_500_000_000 * 10**9,
+                   "utime in B")
+        # No new root was adopted in B: its cached listings were compared at the same root.
+        assert b.status()["remote_changes"] == adopted

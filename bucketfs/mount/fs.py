@@ -345,23 +345,32 @@ class BucketFS:
         if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX or name == SEED_NAME:
             return None  # the slow path gives the right errno
         with self._lock:
-            try:
-                parent = self._inodes.path(parent_ino)
-            except KeyError:
+            found = self._memory_dir(parent_ino)
+            if found is None:
                 return None
-            if parent is None:
-                return None
-            pentry = self._cached_entry(parent)
-            if not isinstance(pentry, RemoteItem) or pentry.kind != "dir":
-                return None  # unknown, or not a directory: the slow path decides
+            parent, d = found
             path = join(parent, name)
-            d = self._listings.get(parent)
-            if d is None or d.root != self.root:
-                return None
             entry = self._dirty.get(path) or d.children.get(name)
             if entry is None:
                 raise FSError(errno.ENOENT)
             return self._attr(self._inodes.lookup(path), entry)
+
+    def _memory_dir(self, ino: int) -> tuple[str, _Dir] | None:
+        """Directory ``ino``'s path and listing when both are in memory at the current root
+        (``_lock`` held); None when unknown or not a directory: the slow path decides."""
+        try:
+            path = self._inodes.path(ino)
+        except KeyError:
+            return None
+        if path is None:
+            return None
+        entry = self._cached_entry(path)
+        if not isinstance(entry, RemoteItem) or entry.kind != "dir":
+            return None
+        d = self._listings.get(path)
+        if d is None or d.root != self.root:
+            return None
+        return path, d
 
     def _cached_entry(self, path: str) -> RemoteItem | Record | None:
         """:meth:`_entry` from memory only (``_lock`` held); None when not known."""
@@ -504,19 +513,10 @@ class BucketFS:
             raise FSError(errno.EROFS)
         check_name(name)
         with self._lock:
-            try:
-                parent = self._inodes.path(parent_ino)
-            except KeyError:
+            found = self._memory_dir(parent_ino)
+            if found is None:
                 return None
-            if parent is None:
-                return None
-            if parent:
-                pentry = self._cached_entry(parent)
-                if not isinstance(pentry, RemoteItem) or pentry.kind != "dir":
-                    return None  # unknown, or not a directory: the slow path decides
-            d = self._listings.get(parent)
-            if d is None or d.root != self.root:
-                return None
+            parent, d = found
             path = join(parent, name)
             if name in d.children or path in self._dirty:
                 raise FSError(errno.EEXIST)

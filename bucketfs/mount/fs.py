@@ -298,7 +298,12 @@ class BucketFS:
 
     def readdir(self, ino: int) -> list[tuple[str, Attr]]:
         """Every entry of directory ``ino`` with attributes (no lookup counted: see
-        :meth:`count_lookup`)."""
+        :meth:`count_lookup`).
+
+        Each entry's inode is pinned until :meth:`release_entries`: the kernel may take a
+        reference to any of them (readdirplus) long after this listing, and an unpinned row
+        with no lookups can be dropped meanwhile (an upload finishing unpins its file), which
+        would leave the kernel holding an inode number we no longer know (ENOENT on it)."""
         path = self._dir_path(ino)
         children = self._children(path)
         with self._lock:
@@ -310,15 +315,22 @@ class BucketFS:
             out = []
             for name in sorted(merged):
                 child_ino = self._inodes.ensure(join(path, name))
+                self._inodes.pin(child_ino)
                 out.append((name, self._attr(child_ino, merged[name])))
         return out
 
-    def count_lookup(self, ino: int) -> None:
-        """The kernel took a reference to ``ino`` through readdirplus."""
+    def release_entries(self, inos: list[int]) -> None:
+        """Undo the pins of a :meth:`readdir` listing (the directory handle is closed)."""
         with self._lock:
-            path = self._inodes.path(ino)
-            if path is not None:
-                self._inodes.lookup(path)
+            for ino in inos:
+                self._inodes.unpin(ino)
+
+    def count_lookup(self, ino: int) -> None:
+        """The kernel took a reference to ``ino`` through readdirplus (pinned by the listing,
+        so the row exists; counted even if the entry was unlinked since: the kernel will
+        forget it all the same)."""
+        with self._lock:
+            self._inodes.ref(ino)
 
     def forget(self, ino: int, count: int) -> None:
         """The kernel dropped ``count`` references to ``ino``."""

@@ -249,7 +249,12 @@ class Ops(pyfuse3.Operations):
                 log.exception("count_lookup(%d) failed", attr.ino)
 
     async def releasedir(self, fh: int) -> None:
-        self._dirs.pop(fh, None)
+        entries = self._dirs.pop(fh, None)
+        if entries:
+            try:
+                self.fs.release_entries([a.ino for _, a in entries])  # dictionary work only
+            except Exception:
+                log.exception("release_entries failed")
 
     async def fsyncdir(self, fh: int, datasync: bool) -> None:
         return None  # namespace changes are applied to the hub synchronously

@@ -761,6 +761,10 @@ class BucketFS:
         if new == self.root:
             return False
         with self._mut:
+            # Read again under the lock: a mutation of ours may have moved the root on while
+            # we waited for it, and the root read before that is then an older one — adopting
+            # it would hide our own change (and make dirty files look like conflicts).
+            new = self.remote.root()
             if new == self.root:
                 return False
             self.adopt_root(new)

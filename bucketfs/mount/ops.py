@@ -78,6 +78,26 @@ class KernelNotifier:
                 log.exception("kernel invalidation %s failed", item)
 
 
+def _text(raw: bytes) -> str:
+    """A name or symlink target from the kernel as the bucket's string. Bucket paths are
+    UTF-8, so one that is not cannot exist there: EILSEQ (as on ZFS with utf8only). Decoding
+    with surrogate escapes instead let a file be created locally that no upload could ever
+    send (and that held up every unmount)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        log.debug("%r is not UTF-8 → EILSEQ", raw)
+        raise pyfuse3.FUSEError(errno.EILSEQ) from None
+
+
+def _name(raw: bytes) -> str:
+    """A directory entry name: :func:`_text`, after the length check (which Linux does
+    first: a name too long is ENAMETOOLONG whatever its bytes)."""
+    if len(raw) > 255:
+        raise pyfuse3.FUSEError(errno.ENAMETOOLONG)
+    return _text(raw)
+
+
 class Ops(pyfuse3.Operations):
     """pyfuse3 operations over a :class:`BucketFS`."""
 
@@ -127,7 +147,7 @@ class Ops(pyfuse3.Operations):
     # -- namespace -----------------------------------------------------------------------------
 
     async def lookup(self, parent_inode: int, name: bytes, ctx: Any = None) -> Any:
-        return self._entry(await self._call(self.fs.lookup, parent_inode, os.fsdecode(name)))
+        return self._entry(await self._call(self.fs.lookup, parent_inode, _name(name)))
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         for ino, count in inode_list:
@@ -160,32 +180,32 @@ class Ops(pyfuse3.Operations):
     async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: Any) -> Any:
         if not stat.S_ISREG(mode):
             raise pyfuse3.FUSEError(errno.EPERM)  # no devices, fifos or sockets in a bucket
-        fh, attr = await self._call(self.fs.create, parent_inode, os.fsdecode(name), mode)
+        fh, attr = await self._call(self.fs.create, parent_inode, _name(name), mode)
         await self._call(self.fs.release, fh)
         return self._entry(attr)
 
     async def mkdir(self, parent_inode: int, name: bytes, mode: int, ctx: Any) -> Any:
         return self._entry(
-            await self._call(self.fs.mkdir, parent_inode, os.fsdecode(name), mode)
+            await self._call(self.fs.mkdir, parent_inode, _name(name), mode)
         )
 
     async def unlink(self, parent_inode: int, name: bytes, ctx: Any) -> None:
-        await self._call(self.fs.unlink, parent_inode, os.fsdecode(name))
+        await self._call(self.fs.unlink, parent_inode, _name(name))
 
     async def rmdir(self, parent_inode: int, name: bytes, ctx: Any) -> None:
-        await self._call(self.fs.rmdir, parent_inode, os.fsdecode(name))
+        await self._call(self.fs.rmdir, parent_inode, _name(name))
 
     async def symlink(self, parent_inode: int, name: bytes, target: bytes, ctx: Any) -> Any:
         return self._entry(await self._call(
-            self.fs.symlink, parent_inode, os.fsdecode(name), os.fsdecode(target)))
+            self.fs.symlink, parent_inode, _name(name), _text(target)))
 
     async def rename(
         self, parent_inode_old: int, name_old: bytes, parent_inode_new: int, name_new: bytes,
         flags: int, ctx: Any,
     ) -> None:
         await self._call(
-            self.fs.rename, parent_inode_old, os.fsdecode(name_old),
-            parent_inode_new, os.fsdecode(name_new), flags,
+            self.fs.rename, parent_inode_old, _name(name_old),
+            parent_inode_new, _name(name_new), flags,
         )
 
     async def link(self, inode: int, new_parent_inode: int, new_name: bytes, ctx: Any) -> Any:
@@ -201,7 +221,7 @@ class Ops(pyfuse3.Operations):
     async def create(
         self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: Any
     ) -> Any:
-        fh, attr = await self._call(self.fs.create, parent_inode, os.fsdecode(name), mode)
+        fh, attr = await self._call(self.fs.create, parent_inode, _name(name), mode)
         return pyfuse3.FileInfo(fh=fh), self._entry(attr)
 
     async def read(self, fh: int, off: int, size: int) -> bytes:

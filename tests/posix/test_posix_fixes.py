@@ -8,7 +8,9 @@ be forced instead of hoped for; everything else goes through a real FUSE mount.
 
 from __future__ import annotations
 
+import errno
 import io
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -113,3 +115,28 @@ def test_a_root_read_before_our_own_change_is_not_adopted_after_it(core) -> None
     assert fs.root == client.root(key).path
     assert fs.lookup(ROOT_INODE, "mine").kind == "dir"
     assert fs.lookup(ROOT_INODE, "outside.txt").kind == "file"
+
+
+def test_names_that_are_not_utf8_get_eilseq(mnt: Mount) -> None:
+    """A bucket stores names as UTF-8 strings, so a name that is not UTF-8 cannot exist
+    there: every call naming one fails with EILSEQ (as on ZFS with utf8only), and nothing is
+    created, in the mount or in the bucket."""
+    top = os.fsencode(mnt.path / "eilseq")
+    os.mkdir(top)
+    bad = top + b"/caf\xe9"  # Latin-1 "café"
+    with open(os.path.join(top, b"ok"), "wb") as f:
+        f.write(b"x")
+    for call, args in [
+        (os.open, (bad, os.O_CREAT | os.O_WRONLY, 0o644)),
+        (os.mkdir, (bad,)),
+        (os.symlink, (b"ok", bad)),
+        (os.rename, (os.path.join(top, b"ok"), bad)),
+        (os.stat, (bad,)),
+        (os.unlink, (bad,)),
+        (os.rmdir, (bad,)),
+        (os.symlink, (b"caf\xe9", os.path.join(top, b"link"))),  # a target that is not UTF-8
+    ]:
+        assert errno_of(call, *args) == errno.EILSEQ, (call.__name__, args)
+    assert os.listdir(top) == [b"ok"]
+    mnt.wait_synced()
+    assert errno_of(os.stat, bad) == errno.EILSEQ  # the daemon is alive and still says so

@@ -132,7 +132,10 @@ class Ops(pyfuse3.Operations):
         e.entry_timeout = self.ttl
         e.attr_timeout = self.ttl
         e.st_mode = a.mode
-        e.st_nlink = 2 if a.kind == "dir" else 1
+        # Directories: 1, the "unknown" of find's link counting (as on btrfs). The classic
+        # 2 + subdirectories would need a listing per stat; a constant 2 tells find that
+        # there are no subdirectories.
+        e.st_nlink = 1
         e.st_uid = a.uid
         e.st_gid = a.gid
         e.st_rdev = 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -140,3 +141,19 @@ def test_names_that_are_not_utf8_get_eilseq(mnt: Mount) -> None:
     assert os.listdir(top) == [b"ok"]
     mnt.wait_synced()
     assert errno_of(os.stat, bad) == errno.EILSEQ  # the daemon is alive and still says so
+
+
+def test_directory_link_count_is_one_and_find_sees_every_level(mnt: Mount) -> None:
+    """A directory's st_nlink was always 2, which claims "no subdirectories" to tools that
+    count links (find's leaf optimisation, which it applies to FUSE). Counting subdirectories
+    would need a listing per stat; 1 is the documented "unknown" (as on btrfs)."""
+    top = mnt.path / "nlink"
+    for d in ("a/b/c", "a/d", "e"):
+        os.makedirs(top / d)
+    (top / "a" / "b" / "f.txt").write_text("f")
+    assert os.stat(top).st_nlink == 1 and os.stat(top / "a").st_nlink == 1
+    assert os.stat(top / "a" / "b" / "f.txt").st_nlink == 1
+    found = subprocess.run(["find", str(top), "-type", "d"], check=True, capture_output=True,
+                           text=True).stdout.split()
+    assert sorted(os.path.relpath(p, top) for p in found) == [".", "a", "a/b", "a/b/c", "a/d",
+                                                              "e"]

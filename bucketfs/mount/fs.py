@@ -647,6 +647,8 @@ class BucketFS:
             replaced = self._dirty.get(dst)
         if replaced is not None and replaced is not s:
             self._forget_record(replaced, dst)
+        elif d is not None and not isinstance(d, Record):
+            self._orphan_if_open(dst, d)
         self._move_records(src, dst)
         with self._lock:
             self._inodes.rename(src, dst)
@@ -1011,6 +1013,24 @@ class BucketFS:
         if not still_open:
             self._discard(rec)
 
+    def _orphan_if_open(self, path: str, item: RemoteItem) -> None:
+        """A clean file unlinked or replaced while open lives on for its open descriptors,
+        as on a local disk: it becomes an orphan record based on its CID, which takes their
+        writes and is discarded at the last close (without one, the descriptors' writes,
+        fstat and ftruncate found no path and failed with ENOENT)."""
+        if item.kind != "file":
+            return
+        with self._lock:
+            ino = self._inodes.get(path)
+            if ino is None or self._open.get(ino, 0) <= 0 or ino in self._orphans:
+                return
+        # Saved with no path from the start: a crash before the last close must not bring
+        # the file back under its old name (the start-up drops path-less records).
+        rec = self.store.new(None, item.cid, item.size,  # type: ignore[arg-type]
+                             item.mode or DEFAULT_MODE["file"], item.mtime_ns or self._start_ns)
+        with self._lock:
+            self._orphans[ino] = rec
+
     def _discard(self, rec: Record) -> None:
         with rec.lock:
             rec.dropped = True
@@ -1372,6 +1392,8 @@ class BucketFS:
                 raise FSError(errno.ENOTEMPTY)
             if isinstance(entry, Record):
                 self._forget_record(entry, path)
+            else:
+                self._orphan_if_open(path, entry)
             if self._remote_entry(path) is not None:
                 self._log(Op("remove", path, rmdir=rmdir))
             with self._lock:

@@ -157,3 +157,37 @@ def test_directory_link_count_is_one_and_find_sees_every_level(mnt: Mount) -> No
                            text=True).stdout.split()
     assert sorted(os.path.relpath(p, top) for p in found) == [".", "a", "a/b", "a/b/c", "a/d",
                                                               "e"]
+
+
+@pytest.mark.parametrize("how", ["unlink", "rename-over"])
+def test_a_clean_file_removed_while_open_keeps_working(mnt: Mount, client: Any, how: str) -> None:
+    """Writes (and fstat, ftruncate) through a descriptor of a file whose content was already
+    in the bucket failed with ENOENT once the file was unlinked or renamed over; on a local
+    disk the open file lives on until its last close. Nothing of it reaches the bucket."""
+    top = mnt.path / f"orphan-{how}"
+    top.mkdir()
+    (top / "f").write_bytes(b"base" * 1000)
+    mnt.wait_synced()  # clean: the daemon holds no local copy of it
+    fd = os.open(top / "f", os.O_RDWR)
+    try:
+        if how == "unlink":
+            os.unlink(top / "f")
+        else:
+            (top / "new").write_bytes(b"replacement")
+            os.rename(top / "new", top / "f")
+        os.pwrite(fd, b"NEW", 0)
+        assert os.pread(fd, 8, 0) == b"NEWebase"
+        assert os.fstat(fd).st_size == 4000
+        os.ftruncate(fd, 2)
+        assert os.fstat(fd).st_size == 2 and os.pread(fd, 10, 0) == b"NE"
+    finally:
+        os.close(fd)
+    mnt.wait_synced()
+    names = {i.name for i in client.list_path(mnt.key, top.name).item.items}
+    if how == "unlink":
+        assert not (top / "f").exists() and names == set()
+    else:
+        assert (top / "f").read_bytes() == b"replacement" and names == {"f"}
+        out = io.BytesIO()
+        client.pull_path(mnt.key, f"{top.name}/f", out)
+        assert out.getvalue() == b"replacement"

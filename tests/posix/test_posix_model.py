@@ -64,7 +64,7 @@ PHASES = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target] + (
     [] if os.environ.get("POSIX_MODEL_SHRINK") == "0" else [Phase.shrink])
 CHUNK = 262144
 
-NAMES = st.sampled_from(["a", "b", "c"])
+NAMES = st.sampled_from(["a", "b", "é"])  # one non-ASCII name: UTF-8 all the way to the hub
 PATHS = st.lists(NAMES, min_size=1, max_size=3).map("/".join)
 # Sizes and offsets around the chunk boundaries, plus anything up to ~600 KiB.
 SIZES = st.one_of(
@@ -283,8 +283,10 @@ def test_mount_matches_local_disk(target: Remountable, client: Any, tmp_path: Pa
             """write(2) at the descriptor's position (the end, for O_APPEND)."""
             lfd, mfd, path, _ = self._fd_pair(i)
             data = data_of(seed, size)
-            lo = outcome(lambda: (os.write(lfd, data), os.lseek(lfd, 0, os.SEEK_CUR)))
-            mo = outcome(lambda: (os.write(mfd, data), os.lseek(mfd, 0, os.SEEK_CUR)))
+            lo = outcome(lambda: (os.write(lfd, data), os.lseek(lfd, 0, os.SEEK_CUR),
+                                  os.fstat(lfd).st_size))
+            mo = outcome(lambda: (os.write(mfd, data), os.lseek(mfd, 0, os.SEEK_CUR),
+                                  os.fstat(mfd).st_size))
             assert lo == mo, f"write {path}: local {lo!r} != mount {mo!r}"
 
         @precondition(lambda self: self.fds)
@@ -302,6 +304,16 @@ def test_mount_matches_local_disk(target: Remountable, client: Any, tmp_path: Pa
             lo = outcome(lambda: (os.ftruncate(lfd, size), os.fstat(lfd).st_size))
             mo = outcome(lambda: (os.ftruncate(mfd, size), os.fstat(mfd).st_size))
             assert lo == mo, f"ftruncate {path} {size}: local {lo!r} != mount {mo!r}"
+
+        @precondition(lambda self: self.fds)
+        @rule(i=st.integers(0, MAX_FDS - 1))
+        def fd_fsync(self, i: int) -> None:
+            """fsync(2) on an open descriptor: the upload then runs while the file is open
+            (and may be written again through another descriptor next)."""
+            lfd, mfd, path, _ = self._fd_pair(i)
+            lo = outcome(lambda: (os.fsync(lfd), os.fstat(lfd).st_size))
+            mo = outcome(lambda: (os.fsync(mfd), os.fstat(mfd).st_size))
+            assert lo == mo, f"fsync {path}: local {lo!r} != mount {mo!r}"
 
         @precondition(lambda self: self.fds)
         @rule(i=st.integers(0, MAX_FDS - 1))

@@ -1012,6 +1012,12 @@ class BucketFS:
                 self._inodes.unpin(ino)
         if not still_open:
             self._discard(rec)
+            return
+        with rec.lock:
+            if not rec.dropped:
+                # Path-less on disk too: after a crash before the last close, the start-up
+                # drops it instead of uploading a deleted file under its old name.
+                self.store.save(rec)
 
     def _orphan_if_open(self, path: str, item: RemoteItem) -> None:
         """A clean file unlinked or replaced while open lives on for its open descriptors,

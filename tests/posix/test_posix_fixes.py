@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mountproc import Mount, mounted, new_bucket
+from mountproc import Mount, kill_daemon, mounted, new_bucket
 
 from bucketfs.client.buckets import BucketsClient
 from bucketfs.mount.fs import BucketFS
@@ -191,3 +191,22 @@ def test_a_clean_file_removed_while_open_keeps_working(mnt: Mount, client: Any, 
         out = io.BytesIO()
         client.pull_path(mnt.key, f"{top.name}/f", out)
         assert out.getvalue() == b"replacement"
+
+
+def test_a_dirty_file_unlinked_while_open_stays_gone_after_a_crash(
+        hub: Any, thread: str, client: Any, tmp_path: Path) -> None:
+    """The unlink of an open file with unsynced changes was kept in memory only: after a
+    crash before its last close, the next mount re-queued the file under its old name and
+    uploaded it — a deleted file came back."""
+    _, key = new_bucket(hub, "crash-unlinked", thread=thread)
+    with mounted(hub, tmp_path, key, thread=thread, writeback_delay=3600, umount=False) as m:
+        fd = os.open(m.path / "gone.txt", os.O_CREAT | os.O_WRONLY, 0o644)
+        os.write(fd, b"deleted while open")
+        os.unlink(m.path / "gone.txt")
+        kill_daemon(m)  # crash with the descriptor still open
+        with pytest.raises(OSError):  # the mount is dead: ENOTCONN
+            os.close(fd)
+    with mounted(hub, tmp_path, key, thread=thread, writeback_delay=0) as m:
+        m.wait_synced()
+        assert os.listdir(m.path) == []
+    assert {i.name for i in client.list_path(key, "").item.items} <= {".textileseed"}

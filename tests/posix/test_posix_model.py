@@ -111,9 +111,10 @@ class Remountable:
 
     def up(self) -> Mount:
         """Mount (again)."""
-        self._cm = mounted(self.hub, self.tmp, self.key, thread=self.thread, poll=0.5,
-                           writeback_delay=0.1)
-        self.mount = self._cm.__enter__()
+        cm = mounted(self.hub, self.tmp, self.key, thread=self.thread, poll=0.5,
+                     writeback_delay=0.1)
+        self.mount = cm.__enter__()  # on failure, mounted() has cleaned up after itself
+        self._cm = cm
         return self.mount
 
     def down(self) -> None:

@@ -9,7 +9,9 @@ be forced instead of hoped for; everything else goes through a real FUSE mount.
 from __future__ import annotations
 
 import errno
+import fcntl
 import io
+import mmap
 import os
 import subprocess
 import threading
@@ -210,3 +212,37 @@ def test_a_dirty_file_unlinked_while_open_stays_gone_after_a_crash(
         m.wait_synced()
         assert os.listdir(m.path) == []
     assert {i.name for i in client.list_path(key, "").item.items} <= {".textileseed"}
+
+
+def test_documented_differences_are_what_docs_posix_md_says(mnt: Mount) -> None:
+    """The inherent differences and partial operations of docs/posix.md, as stated there."""
+    top = mnt.path / "documented"
+    top.mkdir()
+    f = top / "f"
+    f.write_bytes(b"\0" * 8192)
+    # utime to the epoch: 0 means "never set" in the bucket; 1 ns is kept.
+    os.utime(f, ns=(0, 0))
+    assert os.stat(f).st_mtime_ns != 0
+    os.utime(f, ns=(5, 1))
+    st = os.stat(f)
+    assert st.st_mtime_ns == 1 and st.st_atime_ns == 1 and st.st_ctime_ns == 1
+    # Directories: size 0, mtime not moved by a new entry.
+    os.utime(top, ns=(10**18, 10**18))
+    (top / "g").write_bytes(b"g")
+    assert os.stat(top).st_size == 0 and os.stat(top).st_mtime_ns == 10**18
+    # MAP_SHARED writes go back through write().
+    with open(f, "r+b") as fh, mmap.mmap(fh.fileno(), 8192) as mm:
+        mm[0:5] = b"hello"
+        mm.flush()
+    assert f.read_bytes()[:5] == b"hello"
+    fd = os.open(f, os.O_RDWR)
+    try:
+        assert errno_of(fcntl.ioctl, fd, 0x80086601, bytearray(8)) == errno.ENOTTY
+        # fallocate(2) is refused; glibc's posix_fallocate falls back to writing zeros.
+        assert subprocess.run(["fallocate", "-l", "1M", str(f)],
+                              capture_output=True).returncode != 0
+        os.posix_fallocate(fd, 0, 100_000)
+        assert os.fstat(fd).st_size == 100_000
+    finally:
+        os.close(fd)
+    assert errno_of(os.open, top, os.O_TMPFILE | os.O_RDWR, 0o600) == errno.EOPNOTSUPP

@@ -93,6 +93,13 @@ def data_of(seed: int, size: int) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
+def _fsize(fd: int) -> int | None:
+    """fstat size of a regular file; None for a directory (O_RDONLY opens those too, and
+    a directory's size is file-system specific: docs/posix.md)."""
+    s = os.fstat(fd)
+    return s.st_size if stat.S_ISREG(s.st_mode) else None
+
+
 def outcome(fn: Callable[[], Any]) -> tuple[str, Any]:
     """``("ok", result)`` or ``("err", errno name)`` — comparable between the two trees."""
     try:
@@ -286,9 +293,9 @@ def test_mount_matches_local_disk(target: Remountable, client: Any, tmp_path: Pa
             lfd, mfd, path, _ = self._fd_pair(i)
             data = data_of(seed, size)
             lo = outcome(lambda: (os.write(lfd, data), os.lseek(lfd, 0, os.SEEK_CUR),
-                                  os.fstat(lfd).st_size))
+                                  _fsize(lfd)))
             mo = outcome(lambda: (os.write(mfd, data), os.lseek(mfd, 0, os.SEEK_CUR),
-                                  os.fstat(mfd).st_size))
+                                  _fsize(mfd)))
             assert lo == mo, f"write {path}: local {lo!r} != mount {mo!r}"
 
         @precondition(lambda self: self.fds)
@@ -303,8 +310,8 @@ def test_mount_matches_local_disk(target: Remountable, client: Any, tmp_path: Pa
         @rule(i=st.integers(0, MAX_FDS - 1), size=SIZES)
         def fd_truncate(self, i: int, size: int) -> None:
             lfd, mfd, path, _ = self._fd_pair(i)
-            lo = outcome(lambda: (os.ftruncate(lfd, size), os.fstat(lfd).st_size))
-            mo = outcome(lambda: (os.ftruncate(mfd, size), os.fstat(mfd).st_size))
+            lo = outcome(lambda: (os.ftruncate(lfd, size), _fsize(lfd)))
+            mo = outcome(lambda: (os.ftruncate(mfd, size), _fsize(mfd)))
             assert lo == mo, f"ftruncate {path} {size}: local {lo!r} != mount {mo!r}"
 
         @precondition(lambda self: self.fds)
@@ -313,8 +320,8 @@ def test_mount_matches_local_disk(target: Remountable, client: Any, tmp_path: Pa
             """fsync(2) on an open descriptor: the upload then runs while the file is open
             (and may be written again through another descriptor next)."""
             lfd, mfd, path, _ = self._fd_pair(i)
-            lo = outcome(lambda: (os.fsync(lfd), os.fstat(lfd).st_size))
-            mo = outcome(lambda: (os.fsync(mfd), os.fstat(mfd).st_size))
+            lo = outcome(lambda: (os.fsync(lfd), _fsize(lfd)))
+            mo = outcome(lambda: (os.fsync(mfd), _fsize(mfd)))
             assert lo == mo, f"fsync {path}: local {lo!r} != mount {mo!r}"
 
         @precondition(lambda self: self.fds)

@@ -387,7 +387,12 @@ class BucketFS:
 
     def readdir(self, ino: int) -> list[tuple[str, Attr]]:
         """Every entry of directory ``ino`` with attributes (no lookup counted: see
-        :meth:`count_lookup`)."""
+        :meth:`count_lookup`).
+
+        Each entry's inode is pinned until :meth:`release_entries`: the kernel may take a
+        reference to any of them (readdirplus) long after this listing, and an unpinned row
+        with no lookups can be dropped meanwhile (an upload finishing unpins its file), which
+        would leave the kernel holding an inode number we no longer know (ENOENT on it)."""
         path = self._dir_path(ino)
         children = self._children(path)
         with self._lock:
@@ -399,15 +404,22 @@ class BucketFS:
             out = []
             for name in sorted(merged):
                 child_ino = self._inodes.ensure(join(path, name))
+                self._inodes.pin(child_ino)
                 out.append((name, self._attr(child_ino, merged[name])))
         return out
 
-    def count_lookup(self, ino: int) -> None:
-        """The kernel took a reference to ``ino`` through readdirplus."""
+    def release_entries(self, inos: list[int]) -> None:
+        """Undo the pins of a :meth:`readdir` listing (the directory handle is closed)."""
         with self._lock:
-            path = self._inodes.path(ino)
-            if path is not None:
-                self._inodes.lookup(path)
+            for ino in inos:
+                self._inodes.unpin(ino)
+
+    def count_lookup(self, ino: int) -> None:
+        """The kernel took a reference to ``ino`` through readdirplus (pinned by the listing,
+        so the row exists; counted even if the entry was unlinked since: the kernel will
+        forget it all the same)."""
+        with self._lock:
+            self._inodes.ref(ino)
 
     def forget(self, ino: int, count: int) -> None:
         """The kernel dropped ``count`` references to ``ino``."""
@@ -787,6 +799,8 @@ class BucketFS:
             replaced = self._dirty.get(dst)
         if replaced is not None and replaced is not s:
             self._forget_record(replaced, dst)
+        elif d is not None and not isinstance(d, Record):
+            self._orphan_if_open(dst, d)
         self._move_records(src, dst)
         with self._lock:
             self._inodes.rename(src, dst)
@@ -1262,6 +1276,30 @@ class BucketFS:
                 self._inodes.unpin(ino)
         if not still_open:
             self._discard(rec)
+            return
+        with rec.lock:
+            if not rec.dropped:
+                # Path-less on disk too: after a crash before the last close, the start-up
+                # drops it instead of uploading a deleted file under its old name.
+                self.store.save(rec)
+
+    def _orphan_if_open(self, path: str, item: RemoteItem) -> None:
+        """A clean file unlinked or replaced while open lives on for its open descriptors,
+        as on a local disk: it becomes an orphan record based on its CID, which takes their
+        writes and is discarded at the last close (without one, the descriptors' writes,
+        fstat and ftruncate found no path and failed with ENOENT)."""
+        if item.kind != "file":
+            return
+        with self._lock:
+            ino = self._inodes.get(path)
+            if ino is None or self._open.get(ino, 0) <= 0 or ino in self._orphans:
+                return
+        # Saved with no path from the start: a crash before the last close must not bring
+        # the file back under its old name (the start-up drops path-less records).
+        rec = self.store.new(None, item.cid, item.size,  # type: ignore[arg-type]
+                             item.mode or DEFAULT_MODE["file"], item.mtime_ns or self._start_ns)
+        with self._lock:
+            self._orphans[ino] = rec
 
     def _discard(self, rec: Record) -> None:
         with rec.lock:
@@ -1679,6 +1717,8 @@ class BucketFS:
                 raise FSError(errno.ENOTEMPTY)
             if isinstance(entry, Record):
                 self._forget_record(entry, path)
+            else:
+                self._orphan_if_open(path, entry)
             if self._remote_entry(path) is not None:
                 self._log(Op("remove", path, rmdir=rmdir))
             with self._lock:

@@ -70,6 +70,10 @@ class InodeTable:
         self._by_ino[ino].lookups += 1
         return ino
 
+    def ref(self, ino: int) -> None:
+        """Raise the lookup count of ``ino`` by one (a reply to the kernel by inode number)."""
+        self._by_ino[ino].lookups += 1
+
     def pin(self, ino: int) -> None:
         """Keep ``ino`` alive whatever the kernel forgets (open or dirty)."""
         self._by_ino[ino].pins += 1

@@ -84,6 +84,26 @@ class KernelNotifier:
                 log.exception("kernel invalidation %s failed", item)
 
 
+def _text(raw: bytes) -> str:
+    """A name or symlink target from the kernel as the bucket's string. Bucket paths are
+    UTF-8, so one that is not cannot exist there: EILSEQ (as on ZFS with utf8only). Decoding
+    with surrogate escapes instead let a file be created locally that no upload could ever
+    send (and that held up every unmount)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        log.debug("%r is not UTF-8 → EILSEQ", raw)
+        raise pyfuse3.FUSEError(errno.EILSEQ) from None
+
+
+def _name(raw: bytes) -> str:
+    """A directory entry name: :func:`_text`, after the length check (which Linux does
+    first: a name too long is ENAMETOOLONG whatever its bytes)."""
+    if len(raw) > 255:
+        raise pyfuse3.FUSEError(errno.ENAMETOOLONG)
+    return _text(raw)
+
+
 class Ops(pyfuse3.Operations):
     """pyfuse3 operations over a :class:`BucketFS`."""
 
@@ -132,7 +152,10 @@ class Ops(pyfuse3.Operations):
         e.entry_timeout = self.ttl
         e.attr_timeout = self.ttl
         e.st_mode = a.mode
-        e.st_nlink = 2 if a.kind == "dir" else 1
+        # Directories: 1, the "unknown" of find's link counting (as on btrfs). The classic
+        # 2 + subdirectories would need a listing per stat; a constant 2 tells find that
+        # there are no subdirectories.
+        e.st_nlink = 1
         e.st_uid = a.uid
         e.st_gid = a.gid
         e.st_rdev = 0
@@ -148,10 +171,11 @@ class Ops(pyfuse3.Operations):
 
     async def lookup(self, parent_inode: int, name: bytes, ctx: Any = None) -> Any:
         # Answered on the loop when the parent's listing is in memory (no thread round trip).
-        attr = self._now("lookup", self.fs.lookup_nowait, parent_inode, os.fsdecode(name))
+        text = _name(name)
+        attr = self._now("lookup", self.fs.lookup_nowait, parent_inode, text)
         if attr is not None:
             return self._entry(attr)
-        return self._entry(await self._call(self.fs.lookup, parent_inode, os.fsdecode(name)))
+        return self._entry(await self._call(self.fs.lookup, parent_inode, text))
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         for ino, count in inode_list:
@@ -188,33 +212,33 @@ class Ops(pyfuse3.Operations):
     async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: Any) -> Any:
         if not stat.S_ISREG(mode):
             raise pyfuse3.FUSEError(errno.EPERM)  # no devices, fifos or sockets in a bucket
-        fh, attr = await self._call(self.fs.create, parent_inode, os.fsdecode(name), mode)
+        fh, attr = await self._call(self.fs.create, parent_inode, _name(name), mode)
         await self._call(self.fs.flush, fh)  # mknod has no close(): persist the record now
         await self._call(self.fs.release, fh)
         return self._entry(attr)
 
     async def mkdir(self, parent_inode: int, name: bytes, mode: int, ctx: Any) -> Any:
         return self._entry(
-            await self._call(self.fs.mkdir, parent_inode, os.fsdecode(name), mode)
+            await self._call(self.fs.mkdir, parent_inode, _name(name), mode)
         )
 
     async def unlink(self, parent_inode: int, name: bytes, ctx: Any) -> None:
-        await self._call(self.fs.unlink, parent_inode, os.fsdecode(name))
+        await self._call(self.fs.unlink, parent_inode, _name(name))
 
     async def rmdir(self, parent_inode: int, name: bytes, ctx: Any) -> None:
-        await self._call(self.fs.rmdir, parent_inode, os.fsdecode(name))
+        await self._call(self.fs.rmdir, parent_inode, _name(name))
 
     async def symlink(self, parent_inode: int, name: bytes, target: bytes, ctx: Any) -> Any:
         return self._entry(await self._call(
-            self.fs.symlink, parent_inode, os.fsdecode(name), os.fsdecode(target)))
+            self.fs.symlink, parent_inode, _name(name), _text(target)))
 
     async def rename(
         self, parent_inode_old: int, name_old: bytes, parent_inode_new: int, name_new: bytes,
         flags: int, ctx: Any,
     ) -> None:
         await self._call(
-            self.fs.rename, parent_inode_old, os.fsdecode(name_old),
-            parent_inode_new, os.fsdecode(name_new), flags,
+            self.fs.rename, parent_inode_old, _name(name_old),
+            parent_inode_new, _name(name_new), flags,
         )
 
     async def link(self, inode: int, new_parent_inode: int, new_name: bytes, ctx: Any) -> Any:
@@ -231,10 +255,11 @@ class Ops(pyfuse3.Operations):
         self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: Any
     ) -> Any:
         # Answered on the loop when the parent's listing is in memory (no I/O at all).
-        done = self._now("create", self.fs.create_nowait, parent_inode, os.fsdecode(name), mode)
+        text = _name(name)
+        done = self._now("create", self.fs.create_nowait, parent_inode, text, mode)
         if done is not None:
             return pyfuse3.FileInfo(fh=done[0]), self._entry(done[1])
-        fh, attr = await self._call(self.fs.create, parent_inode, os.fsdecode(name), mode)
+        fh, attr = await self._call(self.fs.create, parent_inode, text, mode)
         return pyfuse3.FileInfo(fh=fh), self._entry(attr)
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
@@ -290,7 +315,12 @@ class Ops(pyfuse3.Operations):
                 log.exception("count_lookup(%d) failed", attr.ino)
 
     async def releasedir(self, fh: int) -> None:
-        self._dirs.pop(fh, None)
+        entries = self._dirs.pop(fh, None)
+        if entries:
+            try:
+                self.fs.release_entries([a.ino for _, a in entries])  # dictionary work only
+            except Exception:
+                log.exception("release_entries failed")
 
     async def fsyncdir(self, fh: int, datasync: bool) -> None:
         return None  # namespace changes are applied to the hub synchronously

@@ -1,27 +1,20 @@
 """Shared helpers of the fsx, real-tool and POSIX-detail tests (tests/posix).
 
-Fixtures are imported by name into each test module (``from posix_helpers import hub, …``)
-rather than living in a conftest, so these modules stand on their own. They wrap the same
-helpers as ``tests/mount/conftest.py``: one real hub per module (``tests/hubproc.py``) and real
-FUSE mounts (``tests/mountproc.py``).
-
-Besides fixtures: sha256 digests of a tree on disk and of the same tree in the bucket (walked
-with ListPath, every file fetched with PullPath), so a test can say "the source, the mount, a
-fresh mount and the hub all hold the same bytes" in one comparison.
+The fixtures (``hub``, ``thread``, ``client``: one real hub per module, from
+``tests/mount/conftest.py``) come from ``tests/posix/conftest.py``, which also skips the
+directory where FUSE is not available. Here: sha256 digests of a tree on disk and of the same
+tree in the bucket (walked with ListPath, every file fetched with PullPath), so a test can say
+"the source, the mount, a fresh mount and the hub all hold the same bytes" in one comparison.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import stat
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 TESTS = Path(__file__).resolve().parents[1]
 if str(TESTS) not in sys.path:
@@ -29,42 +22,10 @@ if str(TESTS) not in sys.path:
 
 from mountproc import Mount, mounted, new_bucket  # noqa: E402
 
-__all__ = ["Mount", "mounted", "new_bucket", "hub", "thread", "client", "fuse_available",
-           "tree_digests", "hub_digests", "sha256_file", "sha256_stream", "remount"]
+__all__ = ["Mount", "mounted", "new_bucket", "tree_digests", "hub_digests", "sha256_file",
+           "sha256_stream", "remount"]
 
 SEED_NAME = ".textileseed"  # the bucket's hidden seed block: never part of a compared tree
-
-
-def fuse_available() -> bool:
-    """FUSE can be mounted here (fusermount3 and /dev/fuse exist)."""
-    return shutil.which("fusermount3") is not None and Path("/dev/fuse").exists()
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A real hub subprocess (auth none) shared by the tests of one module."""
-    from hubproc import running_hub
-
-    with running_hub(tmp_path_factory.mktemp("hub"), auth="none") as h:
-        yield h
-
-
-@pytest.fixture(scope="module")
-def thread(hub: Any) -> str:
-    """A thread on the module's hub."""
-    from bucketfs.client.buckets import BucketsClient
-
-    with BucketsClient(hub.address) as c:
-        return c.threads.new_db(name="posix-tests")
-
-
-@pytest.fixture
-def client(hub: Any, thread: str) -> Iterator[Any]:
-    """A BucketsClient on the module's thread (to check what reached the bucket)."""
-    from bucketfs.client.buckets import BucketsClient
-
-    with BucketsClient(hub.address) as c:
-        yield c.with_thread(thread)
 
 
 def sha256_stream(f: Any) -> str:

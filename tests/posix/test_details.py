@@ -25,14 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from posix_helpers import client, fuse_available, hub, mounted, new_bucket, remount, thread
+from posix_helpers import mounted, new_bucket, remount
 
-__all__ = ["client", "hub", "thread"]  # fixtures used by name below
-
-pytestmark = [
-    pytest.mark.timeout(180),
-    pytest.mark.skipif(not fuse_available(), reason="FUSE is not available here"),
-]
+pytestmark = pytest.mark.timeout(180)
 
 NOBODY = 65534
 SYS_PY = shutil.which("python3", path="/usr/bin:/bin") or "/usr/bin/python3"

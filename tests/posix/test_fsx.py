@@ -15,9 +15,7 @@ from pathlib import Path
 
 import pytest
 from fsx import Fsx, check_file, seed_from_env
-from posix_helpers import client, fuse_available, hub, mounted, new_bucket, thread
-
-__all__ = ["client", "hub", "thread"]  # fixtures used by name below
+from posix_helpers import mounted, new_bucket
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -43,7 +41,6 @@ def test_fsx_local_disk(tmp_path: Path, seed: int) -> None:
     check_file(tmp_path / "fsx.bin", fx.shadow, f"seed {seed}")
 
 
-@pytest.mark.skipif(not fuse_available(), reason="FUSE is not available here")
 def test_fsx_on_mount_then_remount_and_hub(hub, thread, client, tmp_path: Path,  # noqa: ANN001
                                            seed: int) -> None:
     """fsx on the mount, every operation checked; then a fresh mount and PullPath agree."""

@@ -23,22 +23,15 @@ from typing import Any
 
 import pytest
 from posix_helpers import (
-    client,
-    fuse_available,
-    hub,
     hub_digests,
     mounted,
     new_bucket,
     remount,
-    thread,
     tree_digests,
 )
 
-__all__ = ["client", "hub", "thread"]  # fixtures used by name below
-
 pytestmark = [
     pytest.mark.timeout(240),
-    pytest.mark.skipif(not fuse_available(), reason="FUSE is not available here"),
 ]
 
 N_FILES = 240  # "many small files", kept small: each create is a few FUSE round trips

@@ -104,6 +104,15 @@ def _name(raw: bytes) -> str:
     return _text(raw)
 
 
+def _fuse_error(fn: Callable[..., Any], args: tuple, exc: Exception) -> pyfuse3.FUSEError:
+    """The FUSE error for ``exc`` raised by core method ``fn``, logged (unexpected ones with
+    their traceback, by :func:`to_errno`)."""
+    err = to_errno(exc)
+    log.debug("%s%r → %s (%s)", getattr(fn, "__name__", fn), args,
+              errno.errorcode.get(err, err), exc)
+    return pyfuse3.FUSEError(err)
+
+
 class Ops(pyfuse3.Operations):
     """pyfuse3 operations over a :class:`BucketFS`."""
 
@@ -126,10 +135,7 @@ class Ops(pyfuse3.Operations):
         except pyfuse3.FUSEError:
             raise
         except Exception as exc:
-            err = to_errno(exc)
-            log.debug("%s%r → %s (%s)", getattr(fn, "__name__", fn), args,
-                      errno.errorcode.get(err, err), exc)
-            raise pyfuse3.FUSEError(err) from None
+            raise _fuse_error(fn, args, exc) from None
 
     def _now(self, op: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a core ``*_nowait`` method on the loop: its result (None = "needs a thread"),
@@ -139,7 +145,7 @@ class Ops(pyfuse3.Operations):
             out = fn(*args)
         except Exception as exc:
             metrics.OPS.labels("mount", op, type(exc).__name__).inc()
-            raise pyfuse3.FUSEError(to_errno(exc)) from None
+            raise _fuse_error(fn, args, exc) from None
         if out is not None:
             metrics.OPS.labels("mount", op, "ok").inc()
             metrics.OP_SECONDS.labels("mount", op).observe(time.perf_counter() - start)

@@ -824,11 +824,10 @@ class BucketFS:
                 else:
                     later.append((t, rec))
             window = now + min(BATCH_WINDOW, self.writeback_delay / 2)
-            if ready:
-                ready += [r for t, r in later if t <= window and r.size <= BATCH_MAX_FILE]
-                later = [(t, r) for t, r in later if not (t <= window and r.size <= BATCH_MAX_FILE)]
-            for t, _rec in later:
-                if nxt is None or t < nxt:
+            for t, rec in later:
+                if ready and t <= window and rec.size <= BATCH_MAX_FILE:
+                    ready.append(rec)  # joins the batch a little early
+                elif nxt is None or t < nxt:
                     nxt = t
         return ready, nxt
 
@@ -1024,9 +1023,9 @@ class BucketFS:
                     while p:
                         p = parent_of(p)
                         touched.add(p)
-                keep = [p for p in dirs if p not in touched and not any(
-                    _under(p, g) for g in gone)]
-                dirs = [p for p in dirs if p in touched or any(_under(p, g) for g in gone)]
+                changed = {p for p in dirs if p in touched or any(_under(p, g) for g in gone)}
+                keep = [p for p in dirs if p not in changed]
+                dirs = [p for p in dirs if p in changed]  # (in use order, for RELIST_MAX)
             else:
                 keep = []
             # Re-list only the most recently used directories; older ones are simply dropped

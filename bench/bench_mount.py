@@ -31,6 +31,11 @@ from mountproc import mounted, new_bucket  # noqa: E402
 
 MiB = 1 << 20
 
+#: What ``--only`` can pick: seq (write + fsync, also fsync=local), warm and cold (reads of the
+#: seq file, which they need), creates, stats (of the created files), ctb (close to bucket),
+#: lsl (ls -l of a big directory).
+SCENARIOS = ("seq", "warm", "cold", "creates", "stats", "ctb", "lsl")
+
 
 def seq_write(path: Path, size: int) -> float:
     """Write ``size`` bytes in 1 MiB blocks, fsync, close; MiB/s."""
@@ -157,12 +162,25 @@ def main() -> int:
     ap.add_argument("--files", type=int, default=2000, help="small files to create")
     ap.add_argument("--big-dir", type=int, default=10000, help="entries for the ls -l test")
     ap.add_argument("--no-rclone", action="store_true")
+    ap.add_argument(
+        "--only", default=",".join(SCENARIOS),
+        help=f"comma-separated scenarios to run (default all: {','.join(SCENARIOS)})",
+    )
     args = ap.parse_args()
+    only = set(args.only.split(","))
+    if only - set(SCENARIOS):
+        ap.error(f"unknown scenario(s): {', '.join(sorted(only - set(SCENARIOS)))}")
     size = args.size * MiB
     rows: dict[str, dict[str, float]] = {}
 
     def put(metric: str, target: str, value: float) -> None:
         rows.setdefault(metric, {})[target] = value
+
+    if {"warm", "cold"} & only:
+        only.add("seq")  # the reads read the file the sequential write made
+    if "stats" in only:
+        only.add("creates")
+    rss1 = rss3 = 0.0
 
     from bucketfs.client.buckets import BucketsClient
 
@@ -171,76 +189,105 @@ def main() -> int:
         local = tmp / "local"
         local.mkdir()
         # -- local disk
-        put("seq write 1 MiB blocks + fsync (MiB/s)", "local", seq_write(local / "big", size))
-        put("warm seq read, median of 3 (MiB/s)", "local", warm_read(local / "big"))
-        drop_local(local / "big")
-        put("cold seq read (MiB/s)", "local", seq_read(local / "big"))
-        put(f"create {args.files} x 4 KiB (files/s)", "local", creates(local / "small", args.files))
-        put(f"stat {args.files} entries (entries/s)", "local", stats(local / "small")[0])
-        (local / "big").unlink()
+        if "seq" in only:
+            put("seq write 1 MiB blocks + fsync (MiB/s)", "local", seq_write(local / "big", size))
+        if "warm" in only:
+            put("warm seq read, median of 3 (MiB/s)", "local", warm_read(local / "big"))
+        if "cold" in only:
+            drop_local(local / "big")
+            put("cold seq read (MiB/s)", "local", seq_read(local / "big"))
+        if "creates" in only:
+            put(f"create {args.files} x 4 KiB (files/s)", "local",
+                creates(local / "small", args.files))
+        if "stats" in only:
+            put(f"stat {args.files} entries (entries/s)", "local", stats(local / "small")[0])
+        if "seq" in only:
+            (local / "big").unlink()
 
         # -- rclone
-        if not args.no_rclone and shutil.which("rclone"):
+        if not args.no_rclone and shutil.which("rclone") and {"seq", "creates"} & only:
             src = tmp / "rclone-src"
             src.mkdir()
             with rclone_mount(src, tmp / "rmnt", tmp / "rcache") as r:
-                put("seq write 1 MiB blocks + fsync (MiB/s)", "rclone", seq_write(r / "big", size))
-                put("warm seq read, median of 3 (MiB/s)", "rclone", warm_read(r / "big"))
-                put(f"create {args.files} x 4 KiB (files/s)", "rclone",
-                    creates(r / "small", args.files))
-                put(f"stat {args.files} entries (entries/s)", "rclone", stats(r / "small")[0])
+                if "seq" in only:
+                    put("seq write 1 MiB blocks + fsync (MiB/s)", "rclone",
+                        seq_write(r / "big", size))
+                if "warm" in only:
+                    put("warm seq read, median of 3 (MiB/s)", "rclone", warm_read(r / "big"))
+                if "creates" in only:
+                    put(f"create {args.files} x 4 KiB (files/s)", "rclone",
+                        creates(r / "small", args.files))
+                if "stats" in only:
+                    put(f"stat {args.files} entries (entries/s)", "rclone",
+                        stats(r / "small")[0])
                 # rclone uploads 5 s after close and an unmount does not wait (rclone #7309):
                 # wait until the backing directory has everything before remounting.
                 deadline = time.monotonic() + 300
                 while time.monotonic() < deadline and not (
-                    (src / "big").exists() and (src / "big").stat().st_size == size
-                    and (src / "small").is_dir()
-                    and len(os.listdir(src / "small")) == args.files
+                    ("seq" not in only or (
+                        (src / "big").exists() and (src / "big").stat().st_size == size))
+                    and ("creates" not in only or (
+                        (src / "small").is_dir()
+                        and len(os.listdir(src / "small")) == args.files))
                 ):
                     time.sleep(0.2)
-            shutil.rmtree(tmp / "rcache", ignore_errors=True)
-            with rclone_mount(src, tmp / "rmnt", tmp / "rcache") as r:
-                put("cold seq read (MiB/s)", "rclone", seq_read(r / "big"))
-                put(f"stat {args.files} entries (entries/s), cold", "rclone",
-                    stats(r / "small")[0])
+            if {"cold", "stats"} & only:
+                shutil.rmtree(tmp / "rcache", ignore_errors=True)
+                with rclone_mount(src, tmp / "rmnt", tmp / "rcache") as r:
+                    if "cold" in only:
+                        put("cold seq read (MiB/s)", "rclone", seq_read(r / "big"))
+                    if "stats" in only:
+                        put(f"stat {args.files} entries (entries/s), cold", "rclone",
+                            stats(r / "small")[0])
 
         # -- bucketfs
         with running_hub(tmp / "hub", auth="none") as hub:
             thread, key = new_bucket(hub, "bench")
             client = BucketsClient(hub.address).with_thread(thread)
             with mounted(hub, tmp, key, thread=thread, name="b1") as m:
-                put("seq write 1 MiB blocks + fsync (MiB/s)", "bucketfs",
-                    seq_write(m.path / "big", size))
-                put("warm seq read, median of 3 (MiB/s)", "bucketfs", warm_read(m.path / "big"))
-                put(f"create {args.files} x 4 KiB (files/s)", "bucketfs",
-                    creates(m.path / "small", args.files))
-                put(f"stat {args.files} entries (entries/s)", "bucketfs",
-                    stats(m.path / "small")[0])
+                if "seq" in only:
+                    put("seq write 1 MiB blocks + fsync (MiB/s)", "bucketfs",
+                        seq_write(m.path / "big", size))
+                if "warm" in only:
+                    put("warm seq read, median of 3 (MiB/s)", "bucketfs",
+                        warm_read(m.path / "big"))
+                if "creates" in only:
+                    put(f"create {args.files} x 4 KiB (files/s)", "bucketfs",
+                        creates(m.path / "small", args.files))
+                if "stats" in only:
+                    put(f"stat {args.files} entries (entries/s)", "bucketfs",
+                        stats(m.path / "small")[0])
                 m.wait_synced(timeout=600)
-                ctb = close_to_bucket(m, client, key, 5)
-                put("close → in bucket root, small file (s, median of 5)", "bucketfs",
-                    statistics.median(ctb))
+                if "ctb" in only:
+                    ctb = close_to_bucket(m, client, key, 5)
+                    put("close → in bucket root, small file (s, median of 5)", "bucketfs",
+                        statistics.median(ctb))
                 rss1 = peak_rss_mb(m.pid)
-            with mounted(hub, tmp, key, thread=thread, name="b2", writeback_delay=0,
-                         fsync="local") as m:
-                put("seq write 1 MiB blocks + fsync (MiB/s)", "bucketfs fsync=local",
-                    seq_write(m.path / "big2", size))
-                m.wait_synced(timeout=600)
+            if "seq" in only:
+                with mounted(hub, tmp, key, thread=thread, name="b2", writeback_delay=0,
+                             fsync="local") as m:
+                    put("seq write 1 MiB blocks + fsync (MiB/s)", "bucketfs fsync=local",
+                        seq_write(m.path / "big2", size))
+                    m.wait_synced(timeout=600)
             # Cold: a new mount with an empty cache reads everything from the hub.
-            with mounted(hub, tmp, key, thread=thread, name="b3") as m:
-                put("cold seq read (MiB/s)", "bucketfs", seq_read(m.path / "big"))
-                put(f"stat {args.files} entries (entries/s), cold", "bucketfs",
-                    stats(m.path / "small")[0])
-                rss3 = peak_rss_mb(m.pid)
-            # ls -l of a big directory pushed from outside in one PushPaths stream.
-            files = [(f"bigdir/e{i:05d}", io.BytesIO(b"e")) for i in range(args.big_dir)]
-            client.push_paths(key, files)
-            with mounted(hub, tmp, key, thread=thread, name="b4") as m:
-                t = time.perf_counter()
-                rate, n = stats(m.path / "bigdir")
-                elapsed = time.perf_counter() - t
-                assert n == args.big_dir, n
-                put(f"ls -l of {n} entries, cold (s)", "bucketfs", elapsed)
+            if {"cold", "stats"} & only:
+                with mounted(hub, tmp, key, thread=thread, name="b3") as m:
+                    if "cold" in only:
+                        put("cold seq read (MiB/s)", "bucketfs", seq_read(m.path / "big"))
+                    if "stats" in only:
+                        put(f"stat {args.files} entries (entries/s), cold", "bucketfs",
+                            stats(m.path / "small")[0])
+                    rss3 = peak_rss_mb(m.pid)
+            if "lsl" in only:
+                # ls -l of a big directory pushed from outside in one PushPaths stream.
+                files = [(f"bigdir/e{i:05d}", io.BytesIO(b"e")) for i in range(args.big_dir)]
+                client.push_paths(key, files)
+                with mounted(hub, tmp, key, thread=thread, name="b4") as m:
+                    t = time.perf_counter()
+                    rate, n = stats(m.path / "bigdir")
+                    elapsed = time.perf_counter() - t
+                    assert n == args.big_dir, n
+                    put(f"ls -l of {n} entries, cold (s)", "bucketfs", elapsed)
             client.close()
 
     targets = ["local", "bucketfs", "bucketfs fsync=local", "rclone"]

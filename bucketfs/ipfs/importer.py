@@ -109,6 +109,25 @@ class _Builder:
             i += 1
 
 
+def build_file(
+    leaves: Iterable[tuple[CID, int]],
+    store: Blockstore,
+    *,
+    max_links: int = MAX_LINKS,
+    cid_version: int = 1,
+) -> Imported:
+    """The root of a file whose raw leaves ``(cid, length)`` were made elsewhere (in file
+    order): the same balanced tree :func:`import_file` builds over them with raw leaves and no
+    mode/mtime. Interior nodes are put in ``store``; a single leaf is the root itself.
+
+    For a writer that hashes and sends leaves as it goes (the mount's early upload)."""
+    builder = _Builder(store, max_links, cid_version)
+    for cid, n in leaves:
+        builder.push(Imported(cid, n, n))
+    root = builder.finish(None)
+    return root if root is not None else builder.levels[0][0]
+
+
 def _read_chunk(stream: BinaryIO, size: int) -> bytes:
     first = stream.read(size)
     if not first or len(first) == size:

@@ -136,6 +136,7 @@ def _run_locked(
         cache_size=opts.cache_size,
         writeback_delay=opts.writeback_delay,
         fsync_local=opts.fsync_local,
+        early_upload=opts.early_upload,
         read_only=opts.read_only,
         notifier=notifier,
     )

@@ -65,6 +65,7 @@ from bucketfs.ipfs.diff import diff as tree_diff
 from bucketfs.ipfs.importer import import_file
 from bucketfs.mount.errors import FSError
 from bucketfs.mount.inodes import ROOT_INODE, InodeTable, join, parent_of
+from bucketfs.mount.leafpipe import PIPE_MIN, LeafPipes
 from bucketfs.mount.oplog import Journal, Op, history, overlay
 from bucketfs.mount.oplog import apply as apply_op
 from bucketfs.mount.readcache import ReadCache
@@ -166,6 +167,7 @@ class Stats:
     diffs: int = 0  # Merkle diffs of an old and a new root (remote changes)
     relisted_dirs: int = 0  # cached directories listed again because the root moved
     invalidations: int = 0  # kernel entries and inodes invalidated because the root moved
+    linked: int = 0  # uploads completed from early-uploaded leaves (PutBlocks + Link)
 
 
 def now_ns() -> int:
@@ -206,6 +208,7 @@ class BucketFS:
         cache_size: int = 0,
         writeback_delay: float = 1.0,
         fsync_local: bool = False,
+        early_upload: int = PIPE_MIN,
         read_only: bool = False,
         notifier: Notifier | None = None,
         uid: int | None = None,
@@ -215,6 +218,8 @@ class BucketFS:
         self.remote = remote
         self.store = store
         self.reads = reads
+        # Big new files send their leaves while being written (fsync then waits for the tail).
+        self.pipes = LeafPipes(store, remote.put_blocks, early_upload)
         self.writeback_delay = writeback_delay
         self.fsync_local = fsync_local
         self.read_only = read_only
@@ -576,7 +581,9 @@ class BucketFS:
                     continue  # just uploaded and cleaned: start a new record on the new base
                 stamp = None if h.stamped else now_ns()
                 h.stamped = True
-                return self.store.write(rec, offset, data, mtime_ns=stamp)
+                written = self.store.write(rec, offset, data, mtime_ns=stamp)
+                self.pipes.wrote(rec, offset, written)
+                return written
         raise FSError(errno.EIO, "could not get a stable dirty record")
 
     def write_nowait(self, fh: int, offset: int, data: bytes) -> int | None:
@@ -602,7 +609,9 @@ class BucketFS:
                 return None
             stamp = None if h.stamped else now_ns()
             h.stamped = True
-            return self.store.write(rec, offset, data, mtime_ns=stamp)
+            written = self.store.write(rec, offset, data, mtime_ns=stamp)
+            self.pipes.wrote(rec, offset, written)
+            return written
         finally:
             rec.lock.release()
 
@@ -693,6 +702,7 @@ class BucketFS:
                     if rec.dropped:
                         continue
                     self.store.truncate(rec, size)
+                    self.pipes.truncated(rec, size)
                     rec.mtime_ns = now_ns() if mtime_ns is None else mtime_ns
                     self.store.save(rec)
                     break
@@ -931,6 +941,8 @@ class BucketFS:
                 "invalidations": self.stats.invalidations,
                 "fetched_bytes": self.reads.fetched_bytes,
                 "uploaded_bytes": self.stats.uploaded_bytes,
+                "early_upload_bytes": self.pipes.early_bytes,
+                "linked_uploads": self.stats.linked,
                 "read_cache_bytes": cache_bytes,
                 "inodes": len(self._inodes),
                 "open_files": len(self._handles),
@@ -1304,6 +1316,7 @@ class BucketFS:
         with rec.lock:
             rec.dropped = True
             self.store.drop(rec)
+        self.pipes.drop(rec)
 
     def _move_records(self, src: str, dst: str) -> None:
         with self._lock:
@@ -1356,11 +1369,17 @@ class BucketFS:
                     yield chunk
 
             root = self.root
+            linked = False
             try:
                 if len(batch) == 1:
                     rec, path, _gen, mode, mtime = batch[0]
-                    new_root, cid = self.remote.push_file(
-                        path, content(rec, path), root, mode, mtime)
+                    piped = self._push_piped(rec, path, root, mode, mtime, progress)
+                    linked = piped is not None
+                    if piped is None:
+                        piped = self.remote.push_file(path, content(rec, path), root, mode, mtime)
+                    else:
+                        sent[path] = piped[2]
+                    new_root, cid = piped[:2]
                     cids = {path: cid}
                 else:
                     new_root, cids = self.remote.push_files(
@@ -1375,7 +1394,7 @@ class BucketFS:
                 self._uploading = None
             with self._lock:
                 ops_moved = self._op_count != ops_at
-                self.stats.pushes += 1
+                self.stats.pushes += not linked
             items = {p: RemoteItem(p.rpartition("/")[2], cids[p], "file", sent[p], mode, mtime)
                      for _r, p, _g, mode, mtime in batch}
 
@@ -1416,6 +1435,36 @@ class BucketFS:
             return
         raise FSError(errno.ESTALE, f"{recs[0].path}: the bucket keeps changing; upload postponed")
 
+    def _push_piped(
+        self, rec: Record, path: str, root: str, mode: int, mtime: int, progress: dict
+    ) -> tuple[str, str, int] | None:
+        """Upload ``rec`` by its early-uploaded leaves (:mod:`~bucketfs.mount.leafpipe`):
+        the missing blocks, then ``FS.Link``. Returns ``(new root, file cid, size)``, or None
+        when the file has no usable pipe, or its pipe could not complete (logged): the caller
+        then pushes the whole file. A non-fast-forward answer and an unreachable hub are
+        raised as they would be for a push."""
+        pipe = self.pipes.get(rec)
+        if pipe is None:
+            return None
+        try:
+            progress["sent"] = 0
+
+            def count(n: int) -> None:
+                progress["sent"] += n
+
+            tree, size = pipe.finish(count)
+            new_root, item = self.remote.link(path, str(tree.cid), root, mode, mtime)
+        except (ce.NonFastForward, ce.HubUnavailable):
+            raise
+        except ce.ClientError as exc:
+            log.warning("early-uploaded blocks of %s not usable (%s); pushing it whole",
+                        path, exc)
+            self.pipes.drop(rec)
+            return None
+        with self._lock:
+            self.stats.linked += 1
+        return new_root, item.cid or str(tree.cid), size
+
     def _uploaded(self, rec: Record, path: str, gen: int, cid: str, size: int) -> bool:
         """The bucket has ``rec``'s content of generation ``gen`` at ``path`` as ``cid``.
         Returns True when the record is clean now (the caller saves and drops it)."""
@@ -1432,6 +1481,7 @@ class BucketFS:
             del self._dirty[path]
             self._due.pop(rec.file_id, None)
             rec.dropped = True
+            self.pipes.drop(rec)
             ino = self._inodes.get(path)
             if ino is not None:
                 self._inodes.unpin(ino)

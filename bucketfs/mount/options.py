@@ -15,6 +15,8 @@ DEFAULT_WRITEBACK_DELAY = 1.0
 #: Seconds a call to the hub may take before the mount treats the hub as unreachable (a read of
 #: data that is not cached then fails with EIO instead of hanging).
 DEFAULT_HUB_TIMEOUT = 30.0
+#: Size at which a new file starts going up while it is still written (bucketfs.mount.leafpipe).
+DEFAULT_EARLY_UPLOAD = 8 * 1024**2
 
 
 @dataclass
@@ -30,6 +32,8 @@ class MountOptions:
     fsync_local: bool = False
     ttl: float = 1.0
     hub_timeout: float = DEFAULT_HUB_TIMEOUT
+    # A new file this big starts sending its leaves while it is written (0 = never).
+    early_upload: int = DEFAULT_EARLY_UPLOAD
     watch: bool = True  # follow FS.WatchRoot when the hub offers it
     metrics: str = ""  # HOST:PORT to serve Prometheus metrics on ("" = off)
     extra: list[str] = field(default_factory=list)  # passed to FUSE as is (e.g. "noatime")
@@ -83,6 +87,8 @@ def parse(text: str | list[str] | None, base: MountOptions | None = None) -> Mou
                 opts.ttl = _non_negative(value)
             elif name == "hub_timeout" and eq:
                 opts.hub_timeout = _positive(value)
+            elif name == "early_upload" and eq:
+                opts.early_upload = parse_size(value)
             elif name == "fsync" and value in ("local", "remote"):
                 opts.fsync_local = value == "local"
             elif name == "metrics" and eq:
@@ -98,7 +104,7 @@ def parse(text: str | list[str] | None, base: MountOptions | None = None) -> Mou
                     f"unknown mount option {item!r} (known: ro, allow_other, default_permissions, "
                     "cache_dir=DIR, "
                     "cache_size=SIZE, poll=SECONDS, writeback_delay=SECONDS, fsync=local, "
-                    "hub_timeout=SECONDS, metrics=HOST:PORT)",
+                    "hub_timeout=SECONDS, early_upload=SIZE, metrics=HOST:PORT)",
                     exit_code=2,
                 )
         except (ValueError, UserError) as exc:

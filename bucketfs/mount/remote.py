@@ -273,6 +273,32 @@ class Remote:
             raise ClientError(f"PushPaths of {len(files)} files answered for {len(cids)}")
         return new_root, cids
 
+    def put_blocks(self, blocks: Iterable[tuple[str, bytes]]) -> None:
+        """FS.PutBlocks: raw ``(cid, bytes)`` blocks, each verified by the hub; all of them
+        are durable on the hub when this returns. No deadline: a caller may feed the stream
+        while a file is being written (see :mod:`bucketfs.mount.leafpipe`)."""
+
+        def requests() -> Iterator[fpb.Block]:
+            for cid, data in blocks:
+                yield fpb.Block(cid=cid, data=data)
+
+        try:
+            self._fs.PutBlocks(requests(), metadata=self._metadata())
+        except grpc.RpcError as exc:
+            raise self._error(exc) from exc
+        self._answered()
+
+    def link(
+        self, path: str, cid: str, root: str, mode: int | None, mtime_ns: int | None
+    ) -> tuple[str, RemoteItem]:
+        """FS.Link: put the DAG ``cid`` (every block already on the hub) at ``path``."""
+        req = fpb.LinkRequest(key=self.key, path=path, cid=cid, root=root)
+        if mode is not None:
+            req.mode = mode
+        if mtime_ns is not None:
+            req.mtime = mtime_ns
+        return self._mutation(self._fs.Link, req)
+
     def remove(self, path: str, root: str, rmdir: bool = False) -> str:
         """FS.Remove: unlink(2), or rmdir(2) when ``rmdir`` (an empty directory only)."""
         req = fpb.RemoveRequest(key=self.key, path=path, root=root, rmdir=rmdir)

@@ -131,8 +131,10 @@ def test_kill_9_during_an_upload(hub, thread, client, tmp_path: Path) -> None:  
     _, key = new_bucket(hub, "kill-upload", thread=thread)
     cache = tmp_path / "cache"
     want = hashlib.sha256()
+    # early_upload=0: the whole file goes up in one PushPath after close, which is what this
+    # kills in the middle (test_mount_leafpipe.py kills a mount whose leaves went up early).
     with mounted(hub, tmp_path, key, thread=thread, cache_dir=cache, writeback_delay=0,
-                 umount=False) as m:
+                 early_upload=0, umount=False) as m:
         with open(m.path / "big.bin", "wb") as f:
             for i in range(160):
                 f.write(pattern(i))
@@ -152,7 +154,8 @@ def test_hub_killed_and_restarted_mid_upload(tmp_path: Path) -> None:
     with running_hub(tmp_path / "hub") as hub:
         thread, key = new_bucket(hub, "hub-restart")
         want = hashlib.sha256()
-        with mounted(hub, tmp_path, key, thread=thread, writeback_delay=0, hub_timeout=5) as m:
+        with mounted(hub, tmp_path, key, thread=thread, writeback_delay=0, hub_timeout=5,
+                     early_upload=0) as m:  # one long PushPath to kill the hub in
             (m.path / "small.txt").write_bytes(b"before")
             m.wait_synced()
             with open(m.path / "big.bin", "wb") as f:

@@ -86,6 +86,7 @@ def test_a_crash_inside_drop_never_leaves_a_record_without_its_data(
     store = DirtyStore(tmp_path / "dirty", no_base)
     rec = store.new("f.bin", "", 0, 0o644, 1, expect_cid="")
     store.write(rec, 0, b"x" * 300_000)
+    store.save(rec)  # as the upload saves a clean record before dropping it
     real_unlink = os.unlink
 
     def unlink_then_die(path, *a, **kw) -> None:  # noqa: ANN001, ANN002, ANN003

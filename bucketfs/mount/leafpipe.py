@@ -1,0 +1,305 @@
+"""Early upload of a big new file's leaves while it is still being written.
+
+Without this, fsync (or the upload after close) of a large file streamed the whole file to the
+hub only then: writing and uploading ran one after the other. A :class:`LeafPipe` sends each
+256 KiB chunk of a new file to the hub as a raw leaf (``FS.PutBlocks``; the hub verifies every
+block against its CID) as soon as the chunk is complete, on a thread of its own, so the upload
+overlaps the writing. At upload time only the tail, the interior nodes of the UnixFS tree
+(built by :func:`bucketfs.ipfs.importer.build_file`, so the CID is the one ``ipfs add
+--cid-version=1`` gives) and one ``FS.Link`` remain.
+
+Rules that keep it correct:
+
+- Only files without base bytes are piped (new files, or files truncated to zero): every byte
+  is then in the dirty data file, and a chunk's content changes only by a write or a truncate,
+  which both tell the pipe (:meth:`LeafPipes.wrote`, :meth:`LeafPipes.truncated`).
+- A chunk counts as uploaded only once the ``PutBlocks`` call that carried it returned (the
+  hub made the blocks durable) and no write touched it since it was read.
+- Nothing here is persisted and nothing is required: after a restart, a failed call or a
+  refused ``Link`` (the hub may have collected unreferenced blocks after its grace period),
+  the file is uploaded whole by ``PushPath`` as before.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+from bucketfs.ipfs.cid import CID
+from bucketfs.ipfs.importer import Imported, build_file
+from bucketfs.mount.writeback import CHUNK, DirtyStore, Record
+
+log = logging.getLogger(__name__)
+
+#: Files are piped once they reach this size; smaller ones go whole (and batched) at close.
+PIPE_MIN = 8 * 1024 * 1024
+#: A PutBlocks call that had nothing to send for this long ends (the hub then syncs what it
+#: received); the next complete chunk starts a new one. Keeps the hub's GC gate free while a
+#: file is written slowly.
+IDLE = 1.0
+
+#: A PutBlocks call ends after this many bytes, and the next chunk opens a new one. The hub
+#: syncs its disk at the end of every call, so a big file's blocks become durable while it is
+#: still being written and fsync finds little left to flush (one call for the whole file
+#: left 1-2 GiB of dirty pages for fsync to write).
+CALL_BYTES = 64 * 1024 * 1024
+
+PutBlocks = Callable[[Iterable[tuple[str, bytes]]], object]
+
+
+class _Blocks:
+    """A blockstore stand-in that keeps the interior nodes :func:`build_file` makes."""
+
+    def __init__(self) -> None:
+        self.nodes: list[tuple[CID, bytes]] = []
+
+    def put(self, cid: CID, data: bytes, *, trusted: bool = False) -> None:
+        self.nodes.append((cid, data))
+
+
+class LeafPipe:
+    """The early upload of one dirty file (see the module docstring)."""
+
+    def __init__(
+        self, store: DirtyStore, rec: Record, put_blocks: PutBlocks,
+        on_sent: Callable[[int], None] = lambda n: None,
+    ) -> None:
+        self._store = store
+        self._pipes_bytes = on_sent  # told how many bytes each call made durable early
+        self.rec = rec
+        self._put = put_blocks
+        self._cond = threading.Condition()
+        self._pending: set[int] = set()  # chunks written since they were last read
+        self._heap: list[int] = []  # _pending in order (may hold stale entries)
+        # One dict per call not answered yet: the chunks it carried (read, hashed, sent).
+        self._calls: list[dict[int, tuple[CID, int]]] = []
+        self._sending = False  # a call is reading chunks (at most one: they go in order)
+        self._done: dict[int, tuple[CID, int]] = {}  # durable on the hub
+        self._draining = False
+        self.failed = False  # a call failed: stop early uploads (the upload sends everything)
+
+    # -- writers -------------------------------------------------------------------------------
+
+    def touched(self, first: int, last: int) -> None:
+        """Chunks ``first..last`` changed (called after the bytes are in the data file)."""
+        with self._cond:
+            for idx in range(first, last + 1):
+                if idx not in self._pending:
+                    self._pending.add(idx)
+                    heapq.heappush(self._heap, idx)
+                for d in self._calls:
+                    d.pop(idx, None)
+                self._done.pop(idx, None)
+            self._kick()
+
+    def cut(self, size: int) -> None:
+        """The file was truncated to ``size``: chunks from its boundary on are void."""
+        first = size // CHUNK
+        with self._cond:
+            for d in (*self._calls, self._done):
+                for idx in [i for i in d if i >= first]:
+                    del d[idx]
+            self._pending = {i for i in self._pending if i < first}
+
+    def _peek(self) -> int | None:
+        """The first pending chunk if it is complete (_cond held); drops stale heap entries."""
+        while self._heap:
+            idx = self._heap[0]
+            if idx not in self._pending:
+                heapq.heappop(self._heap)  # sent or cut since it was pushed
+                continue
+            # Otherwise the smallest pending chunk is still being filled: nothing to send yet.
+            return idx if (idx + 1) * CHUNK <= self.rec.size else None
+        return None
+
+    def _ready(self) -> int | None:
+        """:meth:`_peek`, taken off the queue."""
+        idx = self._peek()
+        if idx is not None:
+            heapq.heappop(self._heap)
+            self._pending.discard(idx)
+        return idx
+
+    def _kick(self) -> None:
+        """Start a call when a chunk is ready and no call is reading (_cond held). A call is
+        never opened for nothing (each ends with a sync on the hub), and at most two are open:
+        one sending while the previous one waits for the hub's sync."""
+        if self._sending:
+            self._cond.notify_all()
+        elif (not (self.failed or self._draining) and len(self._calls) < 2
+              and self._peek() is not None):
+            self._sending = True
+            carried: dict[int, tuple[CID, int]] = {}
+            self._calls.append(carried)
+            threading.Thread(target=self._run, args=(carried,), daemon=True,
+                             name=f"leafpipe-{self.rec.file_id[:8]}").start()
+
+    # -- the sender ----------------------------------------------------------------------------
+
+    def _run(self, carried: dict[int, tuple[CID, int]]) -> None:
+        ok = False
+        try:
+            self._put(self._blocks(carried))
+            ok = True
+        except Exception as exc:  # the upload at close sends everything: not fatal
+            log.warning("early upload of %s stopped (%s); it will be uploaded whole",
+                        self.rec.path, exc)
+        with self._cond:
+            self._calls.remove(carried)
+            self._sending = False if not ok else self._sending
+            if ok:
+                self._done.update(carried)  # (chunks rewritten since were removed from it)
+                self._pipes_bytes(sum(n for _cid, n in carried.values()))
+            else:
+                self.failed = True
+                for idx in carried:
+                    self._pending.add(idx)
+                    heapq.heappush(self._heap, idx)
+            self._kick()
+            self._cond.notify_all()
+
+    def _blocks(self, carried: dict[int, tuple[CID, int]]) -> Iterator[tuple[str, bytes]]:
+        """The blocks of one call; it ends after CALL_BYTES, when idle, or when draining,
+        and then lets the next call start reading at once."""
+        try:
+            sent = 0
+            while sent < CALL_BYTES:
+                with self._cond:
+                    idx = self._ready()
+                    while idx is None:
+                        if self._draining or not self._cond.wait(IDLE):
+                            return
+                        idx = self._ready()
+                data = self._store.read(self.rec, idx * CHUNK, CHUNK)
+                if len(data) != CHUNK:
+                    continue  # cut meanwhile (cut() saw to the bookkeeping)
+                cid = CID.of_raw(data)
+                with self._cond:
+                    if idx not in self._pending:  # not rewritten while we read it
+                        carried[idx] = (cid, len(data))
+                sent += len(data)
+                yield str(cid), data
+        finally:
+            with self._cond:
+                self._sending = False
+                self._kick()
+
+    # -- the upload ----------------------------------------------------------------------------
+
+    def finish(self, progress: Callable[[int], None] = lambda n: None) -> tuple[Imported, int]:
+        """Send what is missing (the tail, chunks never sent, the tree's interior nodes) and
+        return ``(root, size)``: every block of the file is durable on the hub. ``progress``
+        is told the bytes of each leaf as it is accounted for (sent now or before).
+
+        The early upload resumes afterwards if the file keeps being written. Raises what the
+        ``PutBlocks`` call raises."""
+        drain_start = time.monotonic()
+        with self._cond:
+            self._draining = True
+            self._cond.notify_all()
+            while self._calls:
+                self._cond.wait()
+            done = dict(self._done)
+            pending = set(self._pending)
+            self._draining = False
+        size = self.rec.size
+        count = max(1, -(-size // CHUNK))
+        sizes = [min(CHUNK, size - i * CHUNK) for i in range(count)]
+        total = 0
+        result: list[Imported] = []
+        sent: dict[int, tuple[CID, int]] = {}
+
+        def missing() -> Iterator[tuple[str, bytes]]:
+            nonlocal total
+            leaves: list[tuple[CID, int]] = []
+            for idx, n in enumerate(sizes):
+                have = done.get(idx)
+                if have is not None and have[1] == n and idx not in pending:
+                    leaves.append(have)
+                    total += n
+                    progress(n)
+                    continue
+                with self._cond:
+                    self._pending.discard(idx)  # a write from now on makes it pending again
+                data = self._store.read(self.rec, idx * CHUNK, n)
+                cid = CID.of_raw(data)
+                sent[idx] = (cid, len(data))
+                leaves.append((cid, len(data)))
+                total += len(data)
+                yield str(cid), data
+                progress(len(data))
+            nodes = _Blocks()
+            result.append(build_file(leaves, nodes))
+            for cid, block in nodes.nodes:
+                yield str(cid), block
+
+        started = time.monotonic()
+        self._put(missing())
+        log.info("%s: %d of %d leaves were on the hub already; the rest and the tree sent in "
+              "%.2f s (draining the early upload took %.2f s)", self.rec.path,
+              count - len(sent), count, time.monotonic() - started, started - drain_start)
+        with self._cond:
+            for idx, leaf in sent.items():
+                if idx not in self._pending:  # (a write since we read it made it pending)
+                    self._done[idx] = leaf
+        return result[0], total
+
+
+class LeafPipes:
+    """The pipes of a mount's dirty files, by record."""
+
+    def __init__(self, store: DirtyStore, put_blocks: PutBlocks, minimum: int = PIPE_MIN) -> None:
+        """``minimum``: the size at which a new file gets a pipe; 0 turns early uploads off."""
+        self._store = store
+        self._put = put_blocks
+        self.minimum = minimum
+        self._lock = threading.Lock()
+        self._pipes: dict[str, LeafPipe] = {}
+        self.early_bytes = 0  # leaf bytes made durable on the hub while files were written
+
+    def _count(self, n: int) -> None:
+        with self._lock:
+            self.early_bytes += n
+
+    def wrote(self, rec: Record, offset: int, length: int) -> None:
+        """``length`` bytes were written at ``offset`` (after ``DirtyStore.write``, under the
+        record's lock). Cheap: called for every write, on the trio loop for small ones."""
+        if length <= 0 or rec.base_len or not self.minimum:
+            return
+        pipe = self._pipes.get(rec.file_id)
+        if pipe is None:
+            if rec.size < self.minimum:
+                return
+            with self._lock:
+                pipe = self._pipes.get(rec.file_id)
+                if pipe is None:
+                    pipe = self._pipes[rec.file_id] = LeafPipe(
+                        self._store, rec, self._put, self._count)
+                    # Everything written so far is due, not only this write.
+                    pipe.touched(0, (rec.size - 1) // CHUNK)
+                    return
+        pipe.touched(offset // CHUNK, (offset + length - 1) // CHUNK)
+
+    def truncated(self, rec: Record, size: int) -> None:
+        """The record was truncated to ``size`` (a file with base bytes is never piped)."""
+        pipe = self._pipes.get(rec.file_id)
+        if pipe is not None:
+            pipe.cut(size)
+
+    def get(self, rec: Record) -> LeafPipe | None:
+        """The pipe of ``rec`` if it has one that can complete its upload."""
+        pipe = self._pipes.get(rec.file_id)
+        if pipe is None or pipe.failed or rec.base_len:
+            return None
+        return pipe
+
+    def drop(self, rec: Record) -> None:
+        """``rec`` is clean or gone: forget its pipe (a running call ends on its own)."""
+        with self._lock:
+            self._pipes.pop(rec.file_id, None)
+
+    def __len__(self) -> int:
+        return len(self._pipes)

@@ -37,15 +37,18 @@ MiB = 1 << 20
 SCENARIOS = ("seq", "warm", "cold", "creates", "stats", "ctb", "lsl")
 
 
-def seq_write(path: Path, size: int) -> float:
-    """Write ``size`` bytes in 1 MiB blocks, fsync, close; MiB/s."""
+def seq_write(path: Path, size: int) -> tuple[float, float]:
+    """Write ``size`` bytes in 1 MiB blocks, fsync, close: MiB/s of the whole, and seconds
+    the fsync alone took (what was left to make durable when the writing was done)."""
     block = os.urandom(MiB)
     t = time.perf_counter()
     with open(path, "wb", buffering=0) as f:
         for _ in range(size // MiB):
             f.write(block)
+        t_sync = time.perf_counter()
         os.fsync(f.fileno())
-    return size / MiB / (time.perf_counter() - t)
+    end = time.perf_counter()
+    return size / MiB / (end - t), end - t_sync
 
 
 def seq_read(path: Path) -> float:
@@ -63,7 +66,10 @@ def warm_read(path: Path, runs: int = 3) -> float:
 
     A single pass of a page-cache read lasts a fraction of a second, so on a shared machine
     one pass of local disk and one of the mount, minutes apart, compare the machine's load
-    more than the two filesystems; the median of three back-to-back passes is steadier."""
+    more than the two filesystems; the median of three back-to-back passes is steadier.
+    ``sync()`` first, for every target alike: the kernel's background flush of what the
+    writing left dirty (a mount's cache, the hub's blocks) does not run during the reads."""
+    os.sync()
     return statistics.median(seq_read(path) for _ in range(runs))
 
 
@@ -176,6 +182,10 @@ def main() -> int:
     def put(metric: str, target: str, value: float) -> None:
         rows.setdefault(metric, {})[target] = value
 
+    def put_seq(target: str, result: tuple[float, float]) -> None:
+        put("seq write 1 MiB blocks + fsync (MiB/s)", target, result[0])
+        put("  of which the final fsync (s)", target, result[1])
+
     if {"warm", "cold"} & only:
         only.add("seq")  # the reads read the file the sequential write made
     if "stats" in only:
@@ -190,7 +200,7 @@ def main() -> int:
         local.mkdir()
         # -- local disk
         if "seq" in only:
-            put("seq write 1 MiB blocks + fsync (MiB/s)", "local", seq_write(local / "big", size))
+            put_seq("local", seq_write(local / "big", size))
         if "warm" in only:
             put("warm seq read, median of 3 (MiB/s)", "local", warm_read(local / "big"))
         if "cold" in only:
@@ -210,8 +220,7 @@ def main() -> int:
             src.mkdir()
             with rclone_mount(src, tmp / "rmnt", tmp / "rcache") as r:
                 if "seq" in only:
-                    put("seq write 1 MiB blocks + fsync (MiB/s)", "rclone",
-                        seq_write(r / "big", size))
+                    put_seq("rclone", seq_write(r / "big", size))
                 if "warm" in only:
                     put("warm seq read, median of 3 (MiB/s)", "rclone", warm_read(r / "big"))
                 if "creates" in only:
@@ -246,8 +255,7 @@ def main() -> int:
             client = BucketsClient(hub.address).with_thread(thread)
             with mounted(hub, tmp, key, thread=thread, name="b1") as m:
                 if "seq" in only:
-                    put("seq write 1 MiB blocks + fsync (MiB/s)", "bucketfs",
-                        seq_write(m.path / "big", size))
+                    put_seq("bucketfs", seq_write(m.path / "big", size))
                 if "warm" in only:
                     put("warm seq read, median of 3 (MiB/s)", "bucketfs",
                         warm_read(m.path / "big"))
@@ -266,8 +274,7 @@ def main() -> int:
             if "seq" in only:
                 with mounted(hub, tmp, key, thread=thread, name="b2", writeback_delay=0,
                              fsync="local") as m:
-                    put("seq write 1 MiB blocks + fsync (MiB/s)", "bucketfs fsync=local",
-                        seq_write(m.path / "big2", size))
+                    put_seq("bucketfs fsync=local", seq_write(m.path / "big2", size))
                     m.wait_synced(timeout=600)
             # Cold: a new mount with an empty cache reads everything from the hub.
             if {"cold", "stats"} & only:
@@ -296,6 +303,8 @@ def main() -> int:
     print("| --- |" + " ---: |" * (len(targets) + 2))
     for metric, vals in rows.items():
         cells = [f"{vals[t]:.3g}" if t in vals else "" for t in targets]
+        if metric.endswith("(s)"):  # durations: a ratio of rates only
+            vals = {k: v for k, v in vals.items() if k not in ("local", "rclone")}
         r_local = (f"{vals['bucketfs'] / vals['local']:.2f}x"
                    if "bucketfs" in vals and "local" in vals else "")
         r_rc = (f"{vals['bucketfs'] / vals['rclone']:.2f}x"

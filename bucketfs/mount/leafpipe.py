@@ -173,7 +173,10 @@ class LeafPipe:
                         if self._draining or not self._cond.wait(IDLE):
                             return
                         idx = self._ready()
-                data = self._store.read(self.rec, idx * CHUNK, CHUNK)
+                with self.rec.lock:
+                    if self.rec.dropped:
+                        return  # uploaded another way, or unlinked: its data file is gone
+                    data = self._store.read(self.rec, idx * CHUNK, CHUNK)
                 if len(data) != CHUNK:
                     continue  # cut meanwhile (cut() saw to the bookkeeping)
                 cid = CID.of_raw(data)

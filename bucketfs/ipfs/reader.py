@@ -79,6 +79,27 @@ class FileReader:
             self._cache.popitem(last=False)
         return parsed
 
+    def raw_leaves(self) -> list[tuple[CID, int]] | None:
+        """Every leaf of the file in order as ``(cid, length)``, when all of them are raw
+        blocks and nothing is inline (what ``ipfs add --cid-version=1`` and the hub make);
+        None otherwise. Interior nodes are read, leaves are not."""
+        out: list[tuple[CID, int]] = []
+
+        def walk(cid: CID, node: _FileNode) -> bool:
+            inline, children, sizes, _total = node
+            if inline:
+                return False
+            for child, size in zip(children, sizes, strict=True):
+                if child.codec == RAW:
+                    out.append((child, size))
+                elif not walk(child, self._node(child)):
+                    return False
+            return True
+
+        if self.cid.codec == RAW:
+            return [(self.cid, self.size)]
+        return out if walk(self.cid, self._root) else None
+
     def read(self, offset: int, length: int) -> bytes:
         """Up to ``length`` bytes from ``offset`` (fewer at end of file, b"" past it)."""
         return b"".join(self.iter_range(offset, length))

@@ -65,7 +65,7 @@ from bucketfs.ipfs.diff import diff as tree_diff
 from bucketfs.ipfs.importer import import_file
 from bucketfs.mount.errors import FSError
 from bucketfs.mount.inodes import ROOT_INODE, InodeTable, join, parent_of
-from bucketfs.mount.leafpipe import PIPE_MIN, LeafPipes
+from bucketfs.mount.leafpipe import PIPE_MIN, LeafPipes, Unusable
 from bucketfs.mount.oplog import Journal, Op, history, overlay
 from bucketfs.mount.oplog import apply as apply_op
 from bucketfs.mount.readcache import ReadCache
@@ -168,6 +168,7 @@ class Stats:
     relisted_dirs: int = 0  # cached directories listed again because the root moved
     invalidations: int = 0  # kernel entries and inodes invalidated because the root moved
     linked: int = 0  # uploads completed from early-uploaded leaves (PutBlocks + Link)
+    linked_sent_bytes: int = 0  # leaf bytes those uploads still had to send
 
 
 def now_ns() -> int:
@@ -219,7 +220,7 @@ class BucketFS:
         self.store = store
         self.reads = reads
         # Big new files send their leaves while being written (fsync then waits for the tail).
-        self.pipes = LeafPipes(store, remote.put_blocks, early_upload)
+        self.pipes = LeafPipes(store, remote.put_blocks, early_upload, reads.raw_leaves)
         self.writeback_delay = writeback_delay
         self.fsync_local = fsync_local
         self.read_only = read_only
@@ -943,6 +944,7 @@ class BucketFS:
                 "uploaded_bytes": self.stats.uploaded_bytes,
                 "early_upload_bytes": self.pipes.early_bytes,
                 "linked_uploads": self.stats.linked,
+                "linked_sent_bytes": self.stats.linked_sent_bytes,
                 "read_cache_bytes": cache_bytes,
                 "inodes": len(self._inodes),
                 "open_files": len(self._handles),
@@ -1452,17 +1454,18 @@ class BucketFS:
             def count(n: int) -> None:
                 progress["sent"] += n
 
-            tree, size = pipe.finish(count)
+            tree, size, sent_now = pipe.finish(count)
             new_root, item = self.remote.link(path, str(tree.cid), root, mode, mtime)
         except (ce.NonFastForward, ce.HubUnavailable):
             raise
-        except ce.ClientError as exc:
+        except (ce.ClientError, Unusable) as exc:
             log.warning("early-uploaded blocks of %s not usable (%s); pushing it whole",
                         path, exc)
             self.pipes.drop(rec)
             return None
         with self._lock:
             self.stats.linked += 1
+            self.stats.linked_sent_bytes += sent_now
         return new_root, item.cid or str(tree.cid), size
 
     def _uploaded(self, rec: Record, path: str, gen: int, cid: str, size: int) -> bool:

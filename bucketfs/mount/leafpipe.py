@@ -1,4 +1,4 @@
-"""Early upload of a big new file's leaves while it is still being written.
+"""Early upload of a big file's changed leaves while it is being written, and delta uploads.
 
 Without this, fsync (or the upload after close) of a large file streamed the whole file to the
 hub only then: writing and uploading ran one after the other. A :class:`LeafPipe` sends each
@@ -10,9 +10,14 @@ overlaps the writing. At upload time only the tail, the interior nodes of the Un
 
 Rules that keep it correct:
 
-- Only files without base bytes are piped (new files, or files truncated to zero): every byte
-  is then in the dirty data file, and a chunk's content changes only by a write or a truncate,
-  which both tell the pipe (:meth:`LeafPipes.wrote`, :meth:`LeafPipes.truncated`).
+- A chunk's content changes only by a write or a truncate, which both tell the pipe
+  (:meth:`LeafPipes.wrote`, :meth:`LeafPipes.truncated`); only chunks written here (present
+  in the data file) are sent early.
+- A file with base bytes (an existing file being changed) is uploaded as a delta: chunks it
+  did not write keep the base file's leaves, which the hub holds already, provided the base
+  is made of 256 KiB raw leaves (as the hub and ``ipfs add --cid-version=1`` make them;
+  otherwise it is pushed whole). A one-byte change to a 1 GiB file sends one leaf and the
+  tree's few interior nodes instead of 1 GiB.
 - A chunk counts as uploaded only once the ``PutBlocks`` call that carried it returned (the
   hub made the blocks durable) and no write touched it since it was read.
 - Nothing here is persisted and nothing is required: after a restart, a failed call or a
@@ -28,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
+from bucketfs.client.errors import HubUnavailable
 from bucketfs.ipfs.cid import CID
 from bucketfs.ipfs.importer import Imported, build_file
 from bucketfs.mount.writeback import CHUNK, DirtyStore, Record
@@ -36,6 +42,9 @@ log = logging.getLogger(__name__)
 
 #: Files are piped once they reach this size; smaller ones go whole (and batched) at close.
 PIPE_MIN = 8 * 1024 * 1024
+#: ... and up to this size: the bookkeeping is about 150 bytes per 256 KiB chunk, so a pipe of
+#: this size holds ~20 MB; a bigger file is pushed whole (memory stays bounded).
+PIPE_MAX = 32 * 1024**3
 #: A PutBlocks call that had nothing to send for this long ends (the hub then syncs what it
 #: received); the next complete chunk starts a new one. Keeps the hub's GC gate free while a
 #: file is written slowly.
@@ -48,6 +57,12 @@ IDLE = 1.0
 CALL_BYTES = 64 * 1024 * 1024
 
 PutBlocks = Callable[[Iterable[tuple[str, bytes]]], object]
+#: The raw leaves of a bucket file by CID, in order (None: not made of raw leaves).
+BaseLeaves = Callable[[str], "list[tuple[CID, int]] | None"]
+
+
+class Unusable(Exception):
+    """The pipe cannot complete this upload (the caller pushes the file whole)."""
 
 
 class _Blocks:
@@ -66,8 +81,12 @@ class LeafPipe:
     def __init__(
         self, store: DirtyStore, rec: Record, put_blocks: PutBlocks,
         on_sent: Callable[[int], None] = lambda n: None,
+        base_leaves: BaseLeaves | None = None,
+        early: bool = True,
     ) -> None:
         self._store = store
+        self._base_leaves = base_leaves
+        self._early = early  # False: send nothing before finish() (tests of finish alone)
         self._pipes_bytes = on_sent  # told how many bytes each call made durable early
         self.rec = rec
         self._put = put_blocks
@@ -129,7 +148,7 @@ class LeafPipe:
         one sending while the previous one waits for the hub's sync."""
         if self._sending:
             self._cond.notify_all()
-        elif (not (self.failed or self._draining) and len(self._calls) < 2
+        elif (self._early and not (self.failed or self._draining) and len(self._calls) < 2
               and self._peek() is not None):
             self._sending = True
             carried: dict[int, tuple[CID, int]] = {}
@@ -192,13 +211,16 @@ class LeafPipe:
 
     # -- the upload ----------------------------------------------------------------------------
 
-    def finish(self, progress: Callable[[int], None] = lambda n: None) -> tuple[Imported, int]:
+    def finish(
+        self, progress: Callable[[int], None] = lambda n: None
+    ) -> tuple[Imported, int, int]:
         """Send what is missing (the tail, chunks never sent, the tree's interior nodes) and
-        return ``(root, size)``: every block of the file is durable on the hub. ``progress``
-        is told the bytes of each leaf as it is accounted for (sent now or before).
+        return ``(root, size, bytes sent now)``: every block of the file is durable on the
+        hub. ``progress`` is told the bytes of each leaf as it is accounted for (sent now,
+        before, or kept from the base). Raises :class:`Unusable` for a base it cannot reuse,
+        and what the ``PutBlocks`` call raises.
 
-        The early upload resumes afterwards if the file keeps being written. Raises what the
-        ``PutBlocks`` call raises."""
+        The early upload resumes afterwards if the file keeps being written."""
         drain_start = time.monotonic()
         with self._cond:
             self._draining = True
@@ -208,6 +230,16 @@ class LeafPipe:
             done = dict(self._done)
             pending = set(self._pending)
             self._draining = False
+        base: list[tuple[CID, int]] | None = None
+        if self.rec.base_len:
+            try:
+                base = self._base_leaves(self.rec.base_cid) if self._base_leaves else None
+            except HubUnavailable:
+                raise
+            except Exception as exc:  # a base we cannot walk: push whole, as before
+                raise Unusable(f"the leaves of {self.rec.base_cid}: {exc}") from exc
+            if base is None or any(n != CHUNK for _cid, n in base[:-1]):
+                raise Unusable(f"{self.rec.base_cid} is not made of {CHUNK}-byte raw leaves")
         size = self.rec.size
         count = max(1, -(-size // CHUNK))
         sizes = [min(CHUNK, size - i * CHUNK) for i in range(count)]
@@ -225,6 +257,15 @@ class LeafPipe:
                     total += n
                     progress(n)
                     continue
+                if base is not None and idx < len(base) and base[idx][1] == n:
+                    with self.rec.lock:  # (a chunk's state and base_len move under it)
+                        unchanged = (not self.rec.has_chunk(idx)
+                                     and idx * CHUNK + n <= self.rec.base_len)
+                    if unchanged:  # the hub holds it: part of the bucket's version
+                        leaves.append(base[idx])
+                        total += n
+                        progress(n)
+                        continue
                 with self._cond:
                     self._pending.discard(idx)  # a write from now on makes it pending again
                 data = self._store.read(self.rec, idx * CHUNK, n)
@@ -248,15 +289,23 @@ class LeafPipe:
             for idx, leaf in sent.items():
                 if idx not in self._pending:  # (a write since we read it made it pending)
                     self._done[idx] = leaf
-        return result[0], total
+        return result[0], total, sum(n for _cid, n in sent.values())
 
 
 class LeafPipes:
     """The pipes of a mount's dirty files, by record."""
 
-    def __init__(self, store: DirtyStore, put_blocks: PutBlocks, minimum: int = PIPE_MIN) -> None:
-        """``minimum``: the size at which a new file gets a pipe; 0 turns early uploads off."""
+    def __init__(
+        self, store: DirtyStore, put_blocks: PutBlocks, minimum: int = PIPE_MIN,
+        base_leaves: BaseLeaves | None = None,
+        early: bool = True,
+    ) -> None:
+        """``minimum``: the size at which a file gets a pipe (0: never); ``base_leaves``
+        lists a bucket file's leaves (without it, changed files are pushed whole); ``early``
+        False sends nothing before the upload (deltas only)."""
         self._store = store
+        self._base_leaves = base_leaves
+        self._early = early
         self._put = put_blocks
         self.minimum = minimum
         self._lock = threading.Lock()
@@ -270,20 +319,25 @@ class LeafPipes:
     def wrote(self, rec: Record, offset: int, length: int) -> None:
         """``length`` bytes were written at ``offset`` (after ``DirtyStore.write``, under the
         record's lock). Cheap: called for every write, on the trio loop for small ones."""
-        if length <= 0 or rec.base_len or not self.minimum:
+        if length <= 0 or not self.minimum:
             return
         pipe = self._pipes.get(rec.file_id)
         if pipe is None:
-            if rec.size < self.minimum:
+            if not self.minimum <= rec.size <= PIPE_MAX:
                 return
             with self._lock:
                 pipe = self._pipes.get(rec.file_id)
                 if pipe is None:
                     pipe = self._pipes[rec.file_id] = LeafPipe(
-                        self._store, rec, self._put, self._count)
-                    # Everything written so far is due, not only this write.
-                    pipe.touched(0, (rec.size - 1) // CHUNK)
+                        self._store, rec, self._put, self._count, self._base_leaves,
+                        self._early)
+                    # Every chunk written so far is due, not only this write's.
+                    for start, stop in list(rec.chunks):
+                        pipe.touched(start, stop - 1)
                     return
+        elif rec.size > PIPE_MAX:
+            self.drop(rec)  # too big to keep track of: pushed whole
+            return
         pipe.touched(offset // CHUNK, (offset + length - 1) // CHUNK)
 
     def truncated(self, rec: Record, size: int) -> None:
@@ -295,7 +349,7 @@ class LeafPipes:
     def get(self, rec: Record) -> LeafPipe | None:
         """The pipe of ``rec`` if it has one that can complete its upload."""
         pipe = self._pipes.get(rec.file_id)
-        if pipe is None or pipe.failed or rec.base_len:
+        if pipe is None or pipe.failed:
             return None
         return pipe
 

@@ -122,6 +122,11 @@ class ReadCache:
 
         self._pool.submit(run)
 
+    def raw_leaves(self, cid: str) -> list[tuple[CID, int]] | None:
+        """The raw leaves of file ``cid`` in order, or None (see ``FileReader.raw_leaves``);
+        its interior nodes are fetched and verified, its leaves are not."""
+        return self._reader(cid).raw_leaves()
+
     # -- internals -----------------------------------------------------------------------------
 
     def _reader(self, cid: str) -> FileReader:

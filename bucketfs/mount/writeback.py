@@ -70,6 +70,10 @@ class Record:
     dropped: bool = False  # uploaded-and-clean or discarded: writers must start a new record
     lock: threading.RLock = dataclasses.field(default_factory=threading.RLock, repr=False)
 
+    def has_chunk(self, idx: int) -> bool:
+        """Chunk ``idx`` is in the data file (written here), not read from the base."""
+        return _has(self.chunks, idx)
+
     def to_json(self) -> str:
         """The persisted form."""
         skip = {"lock", "gen", "dropped", "saved_gen", "saved_at"}

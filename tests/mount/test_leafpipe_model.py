@@ -37,32 +37,56 @@ ops = st.lists(
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
-@given(ops=ops)
+@given(base_chunks=st.sampled_from([0, 0, 3, 9]), base_tail=st.integers(0, CHUNK - 1), ops=ops,
+       early=st.booleans())
 # Sent chunks cut by a truncate, then brought back as a hole by a growing truncate: they must
 # read as zeros, not as what was sent before the cut.
-@example(ops=[("w", 0, 8 * CHUNK, 1), ("pause", 0, 0, 0), ("t", 2 * CHUNK + 5, 0, 0),
+@example(base_chunks=0, base_tail=0, early=True,
+         ops=[("w", 0, 8 * CHUNK, 1), ("pause", 0, 0, 0), ("t", 2 * CHUNK + 5, 0, 0),
               ("t", 8 * CHUNK, 0, 0)])
 # A chunk rewritten after it was sent.
-@example(ops=[("w", 0, 4 * CHUNK, 1), ("pause", 0, 0, 0), ("w", CHUNK + 9, 10, 2)])
-def test_finish_gives_the_importers_root_of_the_model(tmp_path_factory, ops) -> None:  # noqa: ANN001
-    store = DirtyStore(tmp_path_factory.mktemp("dirty"), lambda *a: b"")
-    blocks = MemoryBlockstore()
+@example(base_chunks=0, base_tail=0, early=True,
+         ops=[("w", 0, 4 * CHUNK, 1), ("pause", 0, 0, 0), ("w", CHUNK + 9, 10, 2)])
+# A small change to a file in the bucket: a delta (base leaves kept), its tail partly cut.
+@example(base_chunks=9, base_tail=1000, early=False,
+         ops=[("w", 3 * CHUNK + 7, 10, 5), ("t", 8 * CHUNK + 3, 0, 0)])
+def test_finish_gives_the_importers_root_of_the_model(  # noqa: ANN001
+    tmp_path_factory, base_chunks: int, base_tail: int, ops, early: bool
+) -> None:
+    """``base_chunks`` and ``base_tail``: the file's version in the bucket (in ``hub``, which
+    also receives what the pipe sends), or a new file when both are 0. ``early`` False: no
+    chunk is sent before finish(), which then decides alone."""
+    hub = MemoryBlockstore()
+    base = bytes(range(256)) * ((base_chunks * CHUNK + base_tail) // 256 + 1)
+    base = base[: base_chunks * CHUNK + base_tail] if base_chunks else b""
+    base_cid = str(import_file(io.BytesIO(base), hub).cid) if base else ""
+
+    def read_base(cid: str, size: int, offset: int, length: int) -> bytes:
+        return FileReader(hub, CID.decode(cid)).read(offset, length)
+
+    sent = 0
 
     def put_blocks(items: Iterable[tuple[str, bytes]]) -> None:
+        nonlocal sent
         for cid, data in items:
-            blocks.put(CID.decode(cid), data)  # verified against the CID
+            hub.put(CID.decode(cid), data)  # verified against the CID
+            sent += len(data)
 
-    pipes = LeafPipes(store, put_blocks, minimum=CHUNK)
+    store = DirtyStore(tmp_path_factory.mktemp("dirty"), read_base)
+    pipes = LeafPipes(store, put_blocks, minimum=CHUNK, early=early,
+                      base_leaves=lambda cid: FileReader(hub, CID.decode(cid)).raw_leaves())
     try:
-        rec = store.new("f", "", 0, 0o644, 0)
-        model = bytearray()
+        rec = store.new("f", base_cid, len(base), 0o644, 0)
+        model = bytearray(base)
+        reached = False  # a write left the file at the pipe's minimum size or more
         for kind, off, n, byte in ops:
             if kind == "w":
                 data = bytes([byte]) * n
                 written = store.write(rec, off, data)
                 pipes.wrote(rec, off, written)
+                reached = reached or rec.size >= CHUNK
                 if off > len(model):
                     model += bytes(off - len(model))
                 model[off : off + n] = data
@@ -75,13 +99,15 @@ def test_finish_gives_the_importers_root_of_the_model(tmp_path_factory, ops) -> 
                 time.sleep(0.05)  # let the sender thread catch up (or not): both must work
         pipe = pipes.get(rec)
         want = import_file(io.BytesIO(bytes(model)), MemoryBlockstore())
-        if pipe is None:  # never reached the minimum size
-            assert len(model) < CHUNK or all(k != "w" for k, *_ in ops)
+        assert (pipe is not None) == reached
+        if pipe is None:
             return
-        root, size = pipe.finish()
+        root, size, _now = pipe.finish()
         assert size == len(model)
         assert root.cid == want.cid
         # every block of the DAG is there
-        assert FileReader(blocks, root.cid).read(0, len(model) + 1) == bytes(model)
+        assert FileReader(hub, root.cid).read(0, len(model) + 1) == bytes(model)
+        if base_chunks == 9 and len(ops) == 2:  # the delta example: one leaf (+ the tail's)
+            assert sent < 3 * CHUNK, sent
     finally:
         store.close()

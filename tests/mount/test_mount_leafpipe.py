@@ -198,3 +198,29 @@ def test_kill_9_after_the_early_upload_loses_nothing(hub, thread, client, tmp_pa
     item = _item(client, key, "big.bin")
     assert item.cid == _cid_of(tmp_path / "model.bin")
     assert _pulled_sha(client, key, "big.bin") == _sha(tmp_path / "model.bin")
+
+
+@pytest.mark.timeout(240)
+def test_a_small_change_to_a_big_file_uploads_a_delta(hub, thread, client, tmp_path) -> None:  # noqa: ANN001
+    """A file already in the bucket keeps its unchanged leaves: a few bytes changed in 24 MiB
+    send one leaf (and the tree's interior nodes), not the whole file."""
+    _, key = new_bucket(hub, "pipe-delta", thread=thread)
+    model = tmp_path / "model.bin"
+    model.write_bytes(random.Random(13).randbytes(24 * MiB))
+    with open(model, "rb") as f:
+        client.push_path(key, "db.bin", f)
+    with mounted(hub, tmp_path, key, thread=thread) as m:
+        before = m.status()
+        for path in (m.path / "db.bin", model):
+            with open(path, "r+b") as f:
+                f.seek(5 * MiB + 3)
+                f.write(b"0123456789")
+        m.wait_synced()
+        st = m.status()
+        assert st["linked_uploads"] == before["linked_uploads"] + 1, st
+        sent = (st["early_upload_bytes"] - before["early_upload_bytes"]
+                + st["linked_sent_bytes"] - before["linked_sent_bytes"])
+        assert 0 < sent <= 256 * 1024, st  # the one changed leaf
+    item = _item(client, key, "db.bin")
+    assert item.cid == _cid_of(model)
+    assert _pulled_sha(client, key, "db.bin") == _sha(model)

@@ -55,6 +55,10 @@ IDLE = 1.0
 #: still being written and fsync finds little left to flush (one call for the whole file
 #: left 1-2 GiB of dirty pages for fsync to write).
 CALL_BYTES = 64 * 1024 * 1024
+#: A chunk sent early and written again is sent again only once it was left alone this long
+#: (seconds), so a chunk rewritten all the time (a database's header page) is not hashed and
+#: sent on every write; the upload sends whatever is still pending.
+QUIET = 1.0
 
 PutBlocks = Callable[[Iterable[tuple[str, bytes]]], object]
 #: The raw leaves of a bucket file by CID, in order (None: not made of raw leaves).
@@ -91,8 +95,13 @@ class LeafPipe:
         self.rec = rec
         self._put = put_blocks
         self._cond = threading.Condition()
-        self._pending: set[int] = set()  # chunks written since they were last read
-        self._heap: list[int] = []  # _pending in order (may hold stale entries)
+        # Chunks whose current content is in no call and not on the hub: the new ones in
+        # _fresh (file order; may hold stale entries), those sent before and written again in
+        # _again (with the time of their last write: re-sent only once quiet).
+        self._pending: set[int] = set()
+        self._fresh: list[int] = []
+        self._again: dict[int, float] = {}
+        self._sent_once: set[int] = set()
         # One dict per call not answered yet: the chunks it carried (read, hashed, sent).
         self._calls: list[dict[int, tuple[CID, int]]] = []
         self._sending = False  # a call is reading chunks (at most one: they go in order)
@@ -104,11 +113,14 @@ class LeafPipe:
 
     def touched(self, first: int, last: int) -> None:
         """Chunks ``first..last`` changed (called after the bytes are in the data file)."""
+        now = time.monotonic()
         with self._cond:
             for idx in range(first, last + 1):
-                if idx not in self._pending:
-                    self._pending.add(idx)
-                    heapq.heappush(self._heap, idx)
+                if idx in self._sent_once:
+                    self._again[idx] = now  # (a hot chunk is not sent on every write)
+                elif idx not in self._pending:
+                    heapq.heappush(self._fresh, idx)
+                self._pending.add(idx)
                 for d in self._calls:
                     d.pop(idx, None)
                 self._done.pop(idx, None)
@@ -118,92 +130,118 @@ class LeafPipe:
         """The file was truncated to ``size``: chunks from its boundary on are void."""
         first = size // CHUNK
         with self._cond:
-            for d in (*self._calls, self._done):
+            for d in (*self._calls, self._done, self._again):
                 for idx in [i for i in d if i >= first]:
                     del d[idx]
             self._pending = {i for i in self._pending if i < first}
+            self._sent_once = {i for i in self._sent_once if i < first}
 
-    def _peek(self) -> int | None:
-        """The first pending chunk if it is complete (_cond held); drops stale heap entries."""
-        while self._heap:
-            idx = self._heap[0]
-            if idx not in self._pending:
-                heapq.heappop(self._heap)  # sent or cut since it was pushed
+    def _next(self, take: bool) -> int | None:
+        """A chunk to send now (_cond held), taken off the queues when ``take``: the first new
+        chunk once complete (sequential writers: at once), else one written again and left
+        alone for QUIET seconds."""
+        while self._fresh:
+            idx = self._fresh[0]
+            if idx not in self._pending or idx in self._sent_once:
+                heapq.heappop(self._fresh)  # stale: sent or cut since it was queued
                 continue
-            # Otherwise the smallest pending chunk is still being filled: nothing to send yet.
-            return idx if (idx + 1) * CHUNK <= self.rec.size else None
+            if (idx + 1) * CHUNK > self.rec.size:
+                break  # the first new chunk is still being filled
+            if take:
+                heapq.heappop(self._fresh)
+                self._pending.discard(idx)
+                self._sent_once.add(idx)
+            return idx
+        if self._again:
+            quiet_since = time.monotonic() - QUIET
+            for idx, at in self._again.items():
+                if at <= quiet_since:
+                    if take:
+                        del self._again[idx]
+                        self._pending.discard(idx)
+                    return idx
         return None
 
-    def _ready(self) -> int | None:
-        """:meth:`_peek`, taken off the queue."""
-        idx = self._peek()
-        if idx is not None:
-            heapq.heappop(self._heap)
-            self._pending.discard(idx)
-        return idx
+    def _wait_next(self) -> int | None:
+        """:meth:`_next`, waiting up to IDLE for one (_cond held); None: end the call."""
+        # (Long enough for a chunk written again just now to become quiet.)
+        deadline = time.monotonic() + IDLE + (QUIET if self._again else 0.0)
+        while True:
+            idx = self._next(take=True)
+            if idx is not None or self._draining or self.failed:
+                return idx
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            # Wake for new writes, and in time for a chunk written again to become quiet.
+            self._cond.wait(min(left, QUIET / 4) if self._again else left)
 
     def _kick(self) -> None:
-        """Start a call when a chunk is ready and no call is reading (_cond held). A call is
-        never opened for nothing (each ends with a sync on the hub), and at most two are open:
-        one sending while the previous one waits for the hub's sync."""
+        """Start a sender when none is reading (_cond held) and something may be sent soon.
+        At most two calls are open: one sending while the previous waits for the hub's sync."""
         if self._sending:
             self._cond.notify_all()
         elif (self._early and not (self.failed or self._draining) and len(self._calls) < 2
-              and self._peek() is not None):
+              and (self._again or self._next(take=False) is not None)):
             self._sending = True
-            carried: dict[int, tuple[CID, int]] = {}
-            self._calls.append(carried)
-            threading.Thread(target=self._run, args=(carried,), daemon=True,
+            threading.Thread(target=self._run, daemon=True,
                              name=f"leafpipe-{self.rec.file_id[:8]}").start()
 
     # -- the sender ----------------------------------------------------------------------------
 
-    def _run(self, carried: dict[int, tuple[CID, int]]) -> None:
+    def _run(self) -> None:
+        with self._cond:
+            # A call is opened only with a chunk to send: each call ends with a sync on the hub.
+            first = self._wait_next()
+            if first is None:
+                self._sending = False
+                self._cond.notify_all()
+                return
+            carried: dict[int, tuple[CID, int]] = {}
+            self._calls.append(carried)
         ok = False
         try:
-            self._put(self._blocks(carried))
+            self._put(self._blocks(carried, first))
             ok = True
         except Exception as exc:  # the upload at close sends everything: not fatal
             log.warning("early upload of %s stopped (%s); it will be uploaded whole",
                         self.rec.path, exc)
         with self._cond:
             self._calls.remove(carried)
-            self._sending = False if not ok else self._sending
-            if ok:
-                self._done.update(carried)  # (chunks rewritten since were removed from it)
-                self._pipes_bytes(sum(n for _cid, n in carried.values()))
-            else:
+            if not ok:
+                self._sending = False  # (the generator may not have been closed)
                 self.failed = True
                 for idx in carried:
                     self._pending.add(idx)
-                    heapq.heappush(self._heap, idx)
+            else:
+                self._done.update(carried)  # (chunks rewritten since were removed from it)
+                self._pipes_bytes(sum(n for _cid, n in carried.values()))
             self._kick()
             self._cond.notify_all()
 
-    def _blocks(self, carried: dict[int, tuple[CID, int]]) -> Iterator[tuple[str, bytes]]:
-        """The blocks of one call; it ends after CALL_BYTES, when idle, or when draining,
-        and then lets the next call start reading at once."""
+    def _blocks(
+        self, carried: dict[int, tuple[CID, int]], idx: int | None
+    ) -> Iterator[tuple[str, bytes]]:
+        """The blocks of one call, from chunk ``idx`` on; it ends after CALL_BYTES, when idle,
+        or when draining, and then lets the next call start reading at once."""
         try:
             sent = 0
-            while sent < CALL_BYTES:
-                with self._cond:
-                    idx = self._ready()
-                    while idx is None:
-                        if self._draining or not self._cond.wait(IDLE):
-                            return
-                        idx = self._ready()
+            while idx is not None:
                 with self.rec.lock:
                     if self.rec.dropped:
                         return  # uploaded another way, or unlinked: its data file is gone
                     data = self._store.read(self.rec, idx * CHUNK, CHUNK)
-                if len(data) != CHUNK:
-                    continue  # cut meanwhile (cut() saw to the bookkeeping)
-                cid = CID.of_raw(data)
+                if len(data) == CHUNK:  # (else cut meanwhile: cut() did the bookkeeping)
+                    cid = CID.of_raw(data)
+                    with self._cond:
+                        if idx not in self._pending:  # not rewritten while we read it
+                            carried[idx] = (cid, len(data))
+                    sent += len(data)
+                    yield str(cid), data
+                if sent >= CALL_BYTES:
+                    return
                 with self._cond:
-                    if idx not in self._pending:  # not rewritten while we read it
-                        carried[idx] = (cid, len(data))
-                sent += len(data)
-                yield str(cid), data
+                    idx = self._wait_next()
         finally:
             with self._cond:
                 self._sending = False
@@ -225,7 +263,7 @@ class LeafPipe:
         with self._cond:
             self._draining = True
             self._cond.notify_all()
-            while self._calls:
+            while self._calls or self._sending:
                 self._cond.wait()
             done = dict(self._done)
             pending = set(self._pending)
@@ -266,8 +304,10 @@ class LeafPipe:
                         total += n
                         progress(n)
                         continue
-                with self._cond:
-                    self._pending.discard(idx)  # a write from now on makes it pending again
+                with self._cond:  # a write from now on makes it pending again
+                    self._pending.discard(idx)
+                    self._again.pop(idx, None)
+                    self._sent_once.add(idx)
                 data = self._store.read(self.rec, idx * CHUNK, n)
                 cid = CID.of_raw(data)
                 sent[idx] = (cid, len(data))

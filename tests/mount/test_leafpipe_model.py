@@ -111,3 +111,38 @@ def test_finish_gives_the_importers_root_of_the_model(  # noqa: ANN001
             assert sent < 3 * CHUNK, sent
     finally:
         store.close()
+
+
+def test_a_chunk_written_again_and_again_is_not_sent_on_every_write(tmp_path) -> None:  # noqa: ANN001
+    """A hot chunk (a database's header page) is re-sent only once left alone (QUIET), not
+    hashed and sent on every write; the upload still gets its last content."""
+    hub = MemoryBlockstore()
+    sends: list[str] = []
+
+    def put_blocks(items: Iterable[tuple[str, bytes]]) -> None:
+        for cid, data in items:
+            hub.put(CID.decode(cid), data)
+            sends.append(cid)
+
+    store = DirtyStore(tmp_path / "dirty", lambda *a: b"")
+    pipes = LeafPipes(store, put_blocks, minimum=CHUNK)
+    try:
+        rec = store.new("f", "", 0, 0o644, 0)
+        model = bytearray(b"\1" * (4 * CHUNK))
+        pipes.wrote(rec, 0, store.write(rec, 0, bytes(model)))
+        deadline = time.monotonic() + 30
+        while pipes.early_bytes < 4 * CHUNK:  # the four new chunks go at once
+            assert time.monotonic() < deadline, sends
+            time.sleep(0.01)
+        before = len(sends)
+        for i in range(300):
+            data = i.to_bytes(2, "big")
+            pipes.wrote(rec, 100, store.write(rec, 100, data))
+            model[100:102] = data
+            time.sleep(0.002)  # a writer that keeps at it (never quiet for QUIET seconds)
+        assert len(sends) - before <= 3, len(sends) - before  # not 300
+        root, size, _now = pipes.get(rec).finish()
+        assert root.cid == import_file(io.BytesIO(bytes(model)), MemoryBlockstore()).cid
+        assert size == 4 * CHUNK
+    finally:
+        store.close()

@@ -45,6 +45,8 @@ options (-o, comma-separated):
   poll=SECONDS        how often to check the bucket root when the hub cannot push changes
   writeback_delay=S   seconds after the last close before a file is uploaded (default 1)
   fsync=local         fsync returns once data is in the local cache, not in the bucket
+  early_upload=SIZE   files this big send their changed 256 KiB leaves while being written
+                      and upload as deltas (default 8M; 0 = upload whole files at close)
   hub_timeout=SECONDS how long a call may wait for the hub before a read of data that is
                       not cached fails with EIO (default 30); writes and namespace changes
                       never wait for the hub (see docs/durability.md)

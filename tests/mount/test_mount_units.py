@@ -73,6 +73,11 @@ def test_options_parse_and_reject_unknown() -> None:
         options.parse("bogus=1")
     with pytest.raises(UserError):
         options.parse("poll=-1")
+    assert options.parse("").early_upload == 8 << 20
+    assert options.parse("early_upload=0").early_upload == 0
+    assert options.parse("early_upload=64M").early_upload == 64 << 20
+    with pytest.raises(UserError, match="early_upload"):
+        options.parse("early_upload=lots")
 
 
 @settings(max_examples=100, deadline=None)

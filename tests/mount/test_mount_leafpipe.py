@@ -69,6 +69,11 @@ class _Both:
         for fd in self.fds:
             assert os.pwrite(fd, data, offset) == len(data)
 
+    def fill(self, rng: random.Random, first: int, stop: int) -> None:
+        """Random MiB blocks ``first..stop-1`` (a sequential writer)."""
+        for i in range(first, stop):
+            self.pwrite(rng.randbytes(MiB), i * MiB)
+
     def truncate(self, size: int) -> None:
         for fd in self.fds:
             os.ftruncate(fd, size)
@@ -89,14 +94,10 @@ def test_leaves_go_up_while_the_file_is_written(hub, thread, client, tmp_path) -
         before = m.status()
         f = _Both(m.path / "big.bin", tmp_path / "model.bin")
         try:
-            pos = 0
-            for _ in range(24):
-                block = rng.randbytes(MiB)
-                f.pwrite(block, pos)
-                pos += len(block)
+            f.fill(rng, 0, 24)
             # Most of the file reaches the hub while it is still open, before any fsync.
             _wait_early(m, before["early_upload_bytes"] + 16 * MiB)
-            f.pwrite(rng.randbytes(5 * MiB + 1000), pos)  # and a tail not on a chunk boundary
+            f.pwrite(rng.randbytes(5 * MiB + 1000), 24 * MiB)  # and a tail not on a chunk boundary
             f.fsync_mount()  # returns once the bucket has the file: by Link, not PushPath
             st = m.status()
             assert st["linked_uploads"] == before["linked_uploads"] + 1, st
@@ -120,8 +121,7 @@ def test_rewrites_and_truncates_of_sent_chunks(hub, thread, client, tmp_path) ->
         before = m.status()
         f = _Both(m.path / "edited.bin", tmp_path / "model.bin")
         try:
-            for i in range(20):
-                f.pwrite(rng.randbytes(MiB), i * MiB)
+            f.fill(rng, 0, 20)
             _wait_early(m, before["early_upload_bytes"] + 12 * MiB)
             f.pwrite(rng.randbytes(300 * 1024), 3 * MiB + 5)  # inside chunks already sent
             f.truncate(10 * MiB + 77)  # cuts sent chunks, leaves a partial one
@@ -150,12 +150,10 @@ def test_a_hub_outage_during_the_early_upload_falls_back_to_a_whole_push(tmp_pat
             before = m.status()
             f = _Both(m.path / "big.bin", tmp_path / "model.bin")
             try:
-                for i in range(12):
-                    f.pwrite(rng.randbytes(MiB), i * MiB)
+                f.fill(rng, 0, 12)
                 _wait_early(m, before["early_upload_bytes"] + 8 * MiB)
                 hub.stop()
-                for i in range(12, 20):  # the early upload's next call fails
-                    f.pwrite(rng.randbytes(MiB), i * MiB)
+                f.fill(rng, 12, 20)  # the early upload's next call fails
             finally:
                 f.close()
             deadline = time.monotonic() + 60
@@ -185,8 +183,7 @@ def test_kill_9_after_the_early_upload_loses_nothing(hub, thread, client, tmp_pa
                  umount=False) as m:
         f = _Both(m.path / "big.bin", tmp_path / "model.bin")
         try:
-            for i in range(20):
-                f.pwrite(rng.randbytes(MiB), i * MiB)
+            f.fill(rng, 0, 20)
             _wait_early(m, 12 * MiB)
         finally:
             f.close()  # closed: covered by the crash guarantee, not uploaded (delay 3600)

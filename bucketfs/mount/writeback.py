@@ -16,6 +16,17 @@ overlaid with dirty chunks, cut or zero-extended to ``size``:
 - base bytes are visible only below ``base_len``: a truncate lowers it, so a later extension
   reads zeros rather than resurrecting old content.
 
+Small new files are *inline*: a file without base bytes keeps its content in memory
+(``Record.inline``) while it is at most :data:`INLINE_MAX` bytes, and the content is persisted
+inside the record itself (base64 in the same SQLite row) when the record is saved — at close(2)
+or fsync. Creating many small files then costs no data file at all (an ext4 inode allocation,
+a write and later an unlink per file were a fifth of the mount's CPU time while creating small
+files) and one SQLite commit at close. The price: until its first save, a small new file's
+bytes are only in the daemon's memory (a ``kill -9`` before close loses that never-closed
+file; docs/durability.md). A write past :data:`INLINE_MAX`, or with the memory budget
+(:data:`INLINE_BUDGET`, all inline files together) used up, *spills* the file into an ordinary
+data file, data first and then the record, as for any other dirty file.
+
 Chunk alignment with the importer's 256 KiB leaves is what lets a later version upload only the
 changed leaves of a large file (the unchanged ones keep their CIDs).
 
@@ -26,6 +37,7 @@ pushed. The store itself (diskcache) is thread-safe.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import json
@@ -41,6 +53,12 @@ import diskcache
 log = logging.getLogger(__name__)
 
 CHUNK = 262144
+#: A new file's content stays inline (in memory, then in its record) up to this size. Its base64
+#: form must stay under diskcache's ``min_file_size`` (32 KiB), or diskcache would write the
+#: record to a file of its own — the very cost inlining avoids.
+INLINE_MAX = 16384
+#: Bytes of all inline files together held in memory; past it, new files get data files.
+INLINE_BUDGET = 32 << 20
 
 #: Reads ``length`` bytes of a base file DAG at ``offset``: ``(cid, size, offset, length)``.
 BaseReader = Callable[[str, int, int, int], bytes]
@@ -63,19 +81,34 @@ class Record:
     gen: int = 0  # bumped by every change (not persisted)
     saved_gen: int = -1  # gen at the last save (not persisted)
     dropped: bool = False  # uploaded-and-clean or discarded: writers must start a new record
+    # The whole content (len == size) of an inline file, None for one with a data file.
+    inline: bytearray | None = dataclasses.field(default=None, repr=False)
+    charged: int = 0  # bytes of the inline budget this record holds (not persisted)
     lock: threading.RLock = dataclasses.field(default_factory=threading.RLock, repr=False)
 
     def to_json(self) -> str:
-        """The persisted form."""
-        skip = {"lock", "gen", "dropped", "saved_gen"}
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
+        """The persisted form (an inline file's content as base64)."""
+        d = {name: getattr(self, name) for name in _PERSISTED}
+        if self.inline is not None:
+            d["inline"] = base64.b64encode(self.inline).decode("ascii")
         return json.dumps(d, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> Record:
         """Parse the persisted form (ValueError/KeyError/TypeError when damaged)."""
         d = json.loads(text)
-        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
+        inline = d.pop("inline", None)
+        rec = cls(**{name: d[name] for name in _PERSISTED if name in d})
+        if inline is not None:
+            rec.inline = bytearray(base64.b64decode(inline, validate=True))
+            if len(rec.inline) != rec.size or rec.chunks:
+                raise ValueError("inline content does not match the record")
+        return rec
+
+
+#: The fields :meth:`Record.to_json` writes as they are (``inline`` is encoded apart).
+_PERSISTED = tuple(f.name for f in dataclasses.fields(Record)
+                   if f.name not in {"lock", "gen", "dropped", "saved_gen", "inline", "charged"})
 
 
 class DirtyStore:
@@ -90,6 +123,8 @@ class DirtyStore:
             str(directory), eviction_policy="none", size_limit=2**62, cull_limit=0
         )
         self._read_base = base_reader
+        self._inline_lock = threading.Lock()
+        self._inline_bytes = 0  # held by inline records (bounded by INLINE_BUDGET)
 
     def close(self) -> None:
         """Close the underlying cache."""
@@ -122,9 +157,44 @@ class DirtyStore:
             mode=mode,
             mtime_ns=mtime_ns,
         )
+        if base_size == 0:
+            rec.inline = bytearray()  # nothing to charge yet: it grows with its writes
         if save:
             self.save(rec)
         return rec
+
+    def _charge(self, rec: Record, n: int, force: bool = False) -> bool:
+        """Make ``rec`` hold ``n`` bytes of the inline budget (more or fewer than now); False,
+        and no change, when the budget has no room (the caller spills the file instead)."""
+        with self._inline_lock:
+            delta = n - rec.charged
+            if delta > 0 and not force and self._inline_bytes + delta > INLINE_BUDGET:
+                return False
+            self._inline_bytes += delta
+            rec.charged = n
+            return True
+
+    def _spill(self, rec: Record) -> None:
+        """Move an inline file's content into a data file (``rec.lock`` held): the data first,
+        then the record that marks its chunks present — a crash in between leaves the old
+        inline record (or none), with an unused data file that :meth:`load_all` keeps."""
+        data = rec.inline
+        assert data is not None
+        if data:
+            fd = self._open(rec, os.O_RDWR | os.O_CREAT)
+            try:
+                os.pwrite(fd, data, 0)
+            finally:
+                os.close(fd)
+            _add(rec.chunks, 0, (len(data) + CHUNK - 1) // CHUNK)
+        rec.inline = None
+        self._charge(rec, 0)
+        self.save(rec)
+
+    def is_inline(self, rec: Record) -> bool:
+        """Whether saving ``rec`` is one SQLite commit and nothing else (no data file: an
+        inline file), so cheap enough to do on the FUSE loop."""
+        return rec.inline is not None
 
     def save(self, rec: Record) -> None:
         """Persist ``rec`` (atomically: one SQLite transaction)."""
@@ -190,6 +260,8 @@ class DirtyStore:
                 log.warning("discarding the record of %s: its drop was interrupted", rec.path)
                 self._cache.delete(key)
                 continue
+            if rec.inline is not None:
+                self._charge(rec, len(rec.inline), force=True)  # they fitted before the restart
             out.append(rec)
         # Data files without a record (a crash between creating a record's data file and its
         # first save); a set-aside record keeps its data for inspection.
@@ -209,6 +281,7 @@ class DirtyStore:
         leaves a record with present chunks and no data file, which :meth:`load_all`
         recognises and discards — it must never be read (its chunks would read as zeros and
         be uploaded over the file)."""
+        self._charge(rec, 0)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._data(rec))
         self._cache.delete(("rec", rec.file_id))
@@ -217,6 +290,9 @@ class DirtyStore:
         """:meth:`drop` several files: every data file first, then the records in ONE SQLite
         transaction (the same crash rules as :meth:`drop` hold for each)."""
         for rec in recs:
+            self._charge(rec, 0)
+            if rec.inline is not None:
+                continue  # no data file to remove (a spilled file is no longer inline)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._data(rec))
         with self._cache.transact(retry=True):
@@ -224,8 +300,8 @@ class DirtyStore:
                 self._cache.delete(("rec", rec.file_id))
 
     def dirty_bytes(self) -> int:
-        """Bytes the data files occupy on disk."""
-        total = 0
+        """Bytes the data files occupy on disk, plus the inline files' bytes in memory."""
+        total = self._inline_bytes
         with os.scandir(self._dir / "data") as it:
             for e in it:
                 with contextlib.suppress(FileNotFoundError):
@@ -240,6 +316,8 @@ class DirtyStore:
             end = min(rec.size, offset + length)
             if offset >= end:
                 return b""
+            if rec.inline is not None:
+                return bytes(rec.inline[offset:end])
             parts = []
             fd = self._open(rec, os.O_RDONLY | os.O_CREAT)
             try:
@@ -268,12 +346,24 @@ class DirtyStore:
         One record save at most, *after* the data: until then the new bytes are beyond the
         recorded size or in chunks not yet marked present, i.e. invisible — so a crash at any
         point shows either the old or the new state of each chunk, never a half-filled one.
+        An inline file's write only changes memory (its record is saved at close or fsync),
+        unless it spills the file into a data file.
         """
         with rec.lock:
             end = offset + len(data)
-            grew = end > rec.size
             if mtime_ns is not None:
                 rec.mtime_ns = mtime_ns
+            if rec.inline is not None:
+                buf = rec.inline
+                if end <= INLINE_MAX and self._charge(rec, max(end, len(buf))):
+                    if offset > len(buf):
+                        buf.extend(bytes(offset - len(buf)))
+                    buf[offset:end] = data
+                    rec.size = len(buf)
+                    rec.gen += 1
+                    return len(data)
+                self._spill(rec)
+            grew = end > rec.size
             if not data:
                 if grew:
                     rec.size = end
@@ -303,6 +393,20 @@ class DirtyStore:
     def truncate(self, rec: Record, size: int) -> None:
         """Set the length; a shrink hides the base and the data beyond ``size`` for good."""
         with rec.lock:
+            if rec.inline is not None:
+                if size <= INLINE_MAX and self._charge(rec, max(size, len(rec.inline))):
+                    buf = rec.inline
+                    if size < len(buf):
+                        del buf[size:]
+                    else:
+                        buf.extend(bytes(size - len(buf)))
+                    self._charge(rec, size)
+                    rec.base_len = min(rec.base_len, size)
+                    rec.size = size
+                    rec.gen += 1
+                    self.save(rec)
+                    return
+                self._spill(rec)
             if size < rec.size:
                 rec.base_len = min(rec.base_len, size)
                 rec.size = size

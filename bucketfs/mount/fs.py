@@ -581,10 +581,11 @@ class BucketFS:
 
     def write_nowait(self, fh: int, offset: int, data: bytes) -> int | None:
         """:meth:`write` of a small piece into a dirty file without a base (a new file, or one
-        truncated to zero), done at once — local disk and one SQLite commit at most; never the
-        hub (no base bytes to bring in), never ``_mut`` — or None when it needs more (a clean
-        file becomes dirty, a base to read, a big write, or the record is busy: an upload is
-        reading it or fsync=local is syncing it).
+        truncated to zero), done at once — memory only for a small new file (its content is
+        inline until close: see :mod:`.writeback`), else local disk and one SQLite commit at
+        most; never the hub (no base bytes to bring in), never ``_mut`` — or None when it
+        needs more (a clean file becomes dirty, a base to read, a big write, or the record is
+        busy: an upload is reading it or fsync=local is syncing it).
 
         For the pyfuse3 adapter, which calls this on its event loop: the write of a small new
         file is then answered without a worker thread round trip (measured: about 20% more
@@ -614,11 +615,20 @@ class BucketFS:
             self.store.save_if_changed(rec)
 
     def flush_nowait(self, fh: int) -> bool:
-        """:meth:`flush` when it has nothing to save (True: done), without I/O; False when the
-        record must be saved (call :meth:`flush`). Raises EBADF for an unknown handle."""
+        """:meth:`flush` done at once (True) when it has nothing to save, or when the save is
+        one SQLite commit and nothing else (a small new file's record, its content inline);
+        False when it needs more (call :meth:`flush`). Raises EBADF for an unknown handle."""
         h = self._handle(fh)
         rec = self._record_of(h.ino)
-        return rec is None or rec.saved_gen == rec.gen
+        if rec is None or rec.saved_gen == rec.gen:
+            return True
+        if not self.store.is_inline(rec) or not rec.lock.acquire(blocking=False):
+            return False  # a data file to deal with, or busy (an upload reading it)
+        try:
+            self.store.save_if_changed(rec)
+        finally:
+            rec.lock.release()
+        return True
 
     def release(self, fh: int) -> None:
         """The last descriptor of ``fh`` is gone: schedule the upload after the delay."""

@@ -1411,7 +1411,17 @@ class BucketFS:
             # copy. Its chunks are the new CID's chunks (same 256 KiB alignment as the
             # importer): keep them as read cache, then free the dirty store. For a batch, each
             # step is one SQLite transaction for all files, not one per file.
-            if len(clean) == 1:
+            # An inline file (small, its content in memory: see .writeback) is dropped at once:
+            # the adoption reads it from memory, so saving it first would only be a second
+            # SQLite write for it (a crash before the drop is handled like any other: the
+            # re-upload finds the same content in the bucket, no conflict copy).
+            inline = [rec for rec in clean if self.store.is_inline(rec)]
+            if inline:
+                self.store.drop_many(inline)
+            if len(clean) == 1 and inline:
+                rec = clean[0]
+                self.reads.adopt(rec.expect_cid, self.store.iter_content(rec), lambda: None)
+            elif len(clean) == 1:
                 rec = clean[0]
                 self.store.save(rec)
                 # A big file is not copied: that would write it to disk a second time right
@@ -1420,9 +1430,10 @@ class BucketFS:
                 chunks = self.store.iter_content(rec) if rec.size <= ADOPT_MAX else iter(())
                 self.reads.adopt(rec.expect_cid, chunks, lambda rec=rec: self.store.drop(rec))
             else:
-                self.store.save_many(clean)
+                files = [rec for rec in clean if not self.store.is_inline(rec)]
+                self.store.save_many(files)
                 self.reads.adopt_many([self.store.iter_content(r) for r in clean],
-                                      lambda clean=clean: self.store.drop_many(clean))
+                                      lambda files=files: self.store.drop_many(files))
             return
         raise FSError(errno.ESTALE, f"{recs[0].path}: the bucket keeps changing; upload postponed")
 

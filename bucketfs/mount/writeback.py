@@ -125,6 +125,29 @@ _PERSISTED = tuple(f.name for f in dataclasses.fields(Record)
                    if f.name not in {"lock", "gen", "dropped", "saved_gen", "inline", "charged"})
 
 
+class KeyDisk(diskcache.Disk):
+    """diskcache's Disk, with the database form of the store's keys built directly.
+
+    diskcache stores a tuple key such as ``("rec", file_id)`` as its pickle, run through the
+    pure-Python ``pickletools.optimize`` on every set and delete: a fifth of the cost of saving
+    a small file's record at close. For a pair of short ASCII strings the optimised pickle is a
+    fixed layout, built here byte for byte (``test_key_disk_builds_diskcaches_bytes`` compares
+    it with diskcache's own), so caches written before read and write as they did."""
+
+    def put(self, key: object) -> tuple[object, bool]:
+        """The ``(database key, raw)`` pair of ``key`` (see :meth:`diskcache.Disk.put`)."""
+        if (type(key) is tuple and len(key) == 2 and self.pickle_protocol >= 4
+                and type(key[0]) is str and type(key[1]) is str
+                and key[0].isascii() and key[1].isascii()
+                and len(key[0]) < 256 and len(key[1]) < 256):
+            a, b = key[0].encode("ascii"), key[1].encode("ascii")
+            # SHORT_BINUNICODE a, SHORT_BINUNICODE b, TUPLE2, STOP — in one FRAME.
+            body = b"\x8c%c%s\x8c%c%s\x86." % (len(a), a, len(b), b)
+            head = b"\x80%c\x95" % self.pickle_protocol + len(body).to_bytes(8, "little")
+            return sqlite3.Binary(head + body), False
+        return super().put(key)
+
+
 class DirtyStore:
     """Records and chunks of dirty files in one persistent, non-evicting diskcache."""
 
@@ -135,7 +158,7 @@ class DirtyStore:
         # eviction_policy "none": dirty data must never be dropped to make room.
         self._cache = diskcache.Cache(
             str(directory), eviction_policy="none", size_limit=2**62, cull_limit=0,
-            sqlite_wal_autocheckpoint=WAL_AUTOCHECKPOINT,
+            sqlite_wal_autocheckpoint=WAL_AUTOCHECKPOINT, disk=KeyDisk,
         )
         self._ckpt_lock = threading.Lock()
         self._read_base = base_reader

@@ -185,10 +185,27 @@ class Ops(pyfuse3.Operations):
     async def lookup(self, parent_inode: int, name: bytes, ctx: Any = None) -> Any:
         # Answered on the loop when the parent's listing is in memory (no thread round trip).
         text = _name(name)
-        attr = self._now("lookup", self.fs.lookup_nowait, parent_inode, text)
-        if attr is not None:
-            return self._entry(attr)
-        return self._entry(await self._call(self.fs.lookup, parent_inode, text))
+        try:
+            attr = self._now("lookup", self.fs.lookup_nowait, parent_inode, text)
+            if attr is None:
+                attr = await self._call(self.fs.lookup, parent_inode, text)
+        except pyfuse3.FUSEError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+            return self._negative()
+        return self._entry(attr)
+
+    def _negative(self) -> pyfuse3.EntryAttributes:
+        """"No such entry", cached by the kernel for the entry TTL like a positive answer
+        (ENOENT raised instead would be cached not at all): programs that probe for the same
+        missing names again and again (compilers, git, shells' PATH search) ask us once per
+        TTL. A name that appears in the bucket meanwhile is invalidated by the reconciler
+        like any changed name (``test_a_missing_name_pushed_elsewhere_shows_up``); one
+        created through this mount replaces the kernel's negative entry itself."""
+        e = pyfuse3.EntryAttributes()
+        e.st_ino = 0
+        e.entry_timeout = self.ttl
+        return e
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         for ino, count in inode_list:

@@ -589,10 +589,11 @@ class BucketFS:
 
     def write_nowait(self, fh: int, offset: int, data: bytes) -> int | None:
         """:meth:`write` of a small piece into a dirty file without a base (a new file, or one
-        truncated to zero), done at once — local disk and one SQLite commit at most; never the
-        hub (no base bytes to bring in), never ``_mut`` — or None when it needs more (a clean
-        file becomes dirty, a base to read, a big write, or the record is busy: an upload is
-        reading it or fsync=local is syncing it).
+        truncated to zero), done at once — memory only for a small new file (its content is
+        inline until close: see :mod:`.writeback`), else local disk and one SQLite commit at
+        most; never the hub (no base bytes to bring in), never ``_mut`` — or None when it
+        needs more (a clean file becomes dirty, a base to read, a big write, or the record is
+        busy: an upload is reading it or fsync=local is syncing it).
 
         For the pyfuse3 adapter, which calls this on its event loop: the write of a small new
         file is then answered without a worker thread round trip (measured: about 20% more
@@ -624,11 +625,20 @@ class BucketFS:
             self.store.save_if_changed(rec)
 
     def flush_nowait(self, fh: int) -> bool:
-        """:meth:`flush` when it has nothing to save (True: done), without I/O; False when the
-        record must be saved (call :meth:`flush`). Raises EBADF for an unknown handle."""
+        """:meth:`flush` done at once (True) when it has nothing to save, or when the save is
+        one SQLite commit and nothing else (a small new file's record, its content inline);
+        False when it needs more (call :meth:`flush`). Raises EBADF for an unknown handle."""
         h = self._handle(fh)
         rec = self._record_of(h.ino)
-        return rec is None or rec.saved_gen == rec.gen
+        if rec is None or rec.saved_gen == rec.gen:
+            return True
+        if not self.store.is_inline(rec) or not rec.lock.acquire(blocking=False):
+            return False  # a data file to deal with, or busy (an upload reading it)
+        try:
+            self.store.save_if_changed(rec)
+        finally:
+            rec.lock.release()
+        return True
 
     def release(self, fh: int) -> None:
         """The last descriptor of ``fh`` is gone: schedule the upload after the delay."""
@@ -1422,7 +1432,17 @@ class BucketFS:
             # copy. Its chunks are the new CID's chunks (same 256 KiB alignment as the
             # importer): keep them as read cache, then free the dirty store. For a batch, each
             # step is one SQLite transaction for all files, not one per file.
-            if len(clean) == 1:
+            # An inline file (small, its content in memory: see .writeback) is dropped at once:
+            # the adoption reads it from memory, so saving it first would only be a second
+            # SQLite write for it (a crash before the drop is handled like any other: the
+            # re-upload finds the same content in the bucket, no conflict copy).
+            inline = [rec for rec in clean if self.store.is_inline(rec)]
+            if inline:
+                self.store.drop_many(inline)
+            if len(clean) == 1 and inline:
+                rec = clean[0]
+                self.reads.adopt(rec.expect_cid, self.store.iter_content(rec), lambda: None)
+            elif len(clean) == 1:
                 rec = clean[0]
                 self.store.save(rec)
                 # A big file is not copied: that would write it to disk a second time right
@@ -1431,9 +1451,10 @@ class BucketFS:
                 chunks = self.store.iter_content(rec) if rec.size <= ADOPT_MAX else iter(())
                 self.reads.adopt(rec.expect_cid, chunks, lambda rec=rec: self.store.drop(rec))
             else:
-                self.store.save_many(clean)
+                files = [rec for rec in clean if not self.store.is_inline(rec)]
+                self.store.save_many(files)
                 self.reads.adopt_many([self.store.iter_content(r) for r in clean],
-                                      lambda clean=clean: self.store.drop_many(clean))
+                                      lambda files=files: self.store.drop_many(files))
             return
         raise FSError(errno.ESTALE, f"{recs[0].path}: the bucket keeps changing; upload postponed")
 

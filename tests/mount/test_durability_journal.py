@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from bucketfs.mount import oplog
 from bucketfs.mount.oplog import Journal, Op
 from bucketfs.mount.remote import RemoteItem
-from bucketfs.mount.writeback import DirtyStore
+from bucketfs.mount.writeback import INLINE_MAX, DirtyStore
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -107,7 +107,7 @@ def test_a_crash_inside_drop_never_leaves_a_record_without_its_data(
 def test_data_files_without_a_record_are_removed_at_load(tmp_path: Path) -> None:
     store = DirtyStore(tmp_path / "dirty", lambda *a: b"")
     rec = store.new("kept", "", 0, 0o644, 1, expect_cid="")
-    store.write(rec, 0, b"kept")
+    store.write(rec, 0, b"k" * (INLINE_MAX + 1))  # past the inline size: it has a data file
     (tmp_path / "dirty" / "data" / "orphan").write_bytes(b"left by a crash")
     assert [r.file_id for r in store.load_all()] == [rec.file_id]
     assert sorted(os.listdir(tmp_path / "dirty" / "data")) == [rec.file_id]

@@ -119,8 +119,9 @@ def test_dirty_store_matches_a_bytearray_model(tmp_path_factory, base: bytes, op
         assert store.read(rec, 0, len(model) + 10) == bytes(model)
         whole = b"".join(store.iter_content(rec))
         assert hashlib.sha256(whole).hexdigest() == hashlib.sha256(model).hexdigest()
-        # After close(2)'s save, the record survives a reopen of the store (it is what a
-        # restart finds; writes alone save it at most every SAVE_EVERY).
+        # The record survives a reopen of the store (it is what a restart finds) once it was
+        # saved as close(2) saves it: a small new file's writes stay in memory until then, and
+        # a bigger one's are saved at most every SAVE_EVERY.
         store.save_if_changed(rec)
         store.close()
         store = DirtyStore(d, read_base)

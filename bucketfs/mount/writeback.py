@@ -56,7 +56,8 @@ log = logging.getLogger(__name__)
 
 CHUNK = 262144
 #: While a file is being written, its record is saved at most this often (seconds); the first
-#: write and close()/fsync() always save. A crash loses at most this much of an unclosed file.
+#: write that gives it data and close()/fsync() always save. A crash loses at most this much of
+#: an unclosed file.
 SAVE_EVERY = 0.5
 #: A new file's content stays inline (in memory, then in its record) up to this size. Its base64
 #: form must stay under diskcache's ``min_file_size`` (32 KiB), or diskcache would write the
@@ -99,6 +100,7 @@ class Record:
     gen: int = 0  # bumped by every change (not persisted)
     saved_gen: int = -1  # gen at the last save (not persisted)
     saved_at: float = 0.0  # time.monotonic() of the last save (not persisted)
+    saved_size: int = 0  # size at the last save (not persisted)
     dropped: bool = False  # uploaded-and-clean or discarded: writers must start a new record
     # The whole content (len == size) of an inline file, None for one with a data file.
     inline: bytearray | None = dataclasses.field(default=None, repr=False)
@@ -131,8 +133,8 @@ class Record:
 
 #: The fields :meth:`Record.to_json` writes as they are (``inline`` is encoded apart).
 _PERSISTED = tuple(f.name for f in dataclasses.fields(Record)
-                   if f.name not in {"lock", "gen", "dropped", "saved_gen", "saved_at", "inline",
-                                      "charged"})
+                   if f.name not in {"lock", "gen", "dropped", "saved_gen", "saved_at",
+                                      "saved_size", "inline", "charged"})
 
 
 class KeyDisk(diskcache.Disk):
@@ -274,6 +276,7 @@ class DirtyStore:
         self._cache.set(("rec", rec.file_id), rec.to_json())
         rec.saved_gen = rec.gen
         rec.saved_at = time.monotonic()
+        rec.saved_size = rec.size
 
     def save_many(self, recs: list[Record]) -> None:
         """Persist several records in ONE SQLite transaction (after a batch upload: one commit
@@ -465,7 +468,8 @@ class DirtyStore:
             if grew:
                 rec.size = end
             if (_add(rec.chunks, first, last + 1) or grew) and (
-                rec.saved_gen < 0 or time.monotonic() - rec.saved_at >= SAVE_EVERY
+                rec.saved_gen < 0 or not rec.saved_size
+                or time.monotonic() - rec.saved_at >= SAVE_EVERY
             ):
                 # After the data: a chunk is never present before it is whole. At most every
                 # SAVE_EVERY while a file is being written (a commit per 1 MiB write was half

@@ -652,10 +652,12 @@ class BucketsService(pb_grpc.APIServiceServicer):
                 for req in request_iterator:
                     if req.WhichOneof("payload") != "chunk":
                         raise unknown(INVALID_REQUEST)
-                    check_size(len(req.chunk))
-                    BYTES_IN.inc(len(req.chunk))
-                    importer.feed(enc.update(req.chunk) if enc else req.chunk)
-                    received += len(req.chunk)
+                    # Each access of a bytes field copies it (upb), so read it once.
+                    chunk = req.chunk
+                    check_size(len(chunk))
+                    BYTES_IN.inc(len(chunk))
+                    importer.feed(enc.update(chunk) if enc else chunk)
+                    received += len(chunk)
                     if received - reported >= PROGRESS_STEP:
                         reported = received
                         yield pb.PushPathResponse(
@@ -898,11 +900,12 @@ class _PushPathsRun:
                 except HubError as exc:
                     raise unknown(f"enqueueing file: verifying bucket update: {exc}") from None
             self.checked.add(rel)
-        check_size(len(chunk.data))
-        BYTES_IN.inc(len(chunk.data))
+        data = chunk.data  # each access of a bytes field copies it (upb)
+        check_size(len(data))
+        BYTES_IN.inc(len(data))
         mode = chunk.mode if chunk.HasField("mode") else None
         mtime = chunk.mtime if chunk.HasField("mtime") else None
-        closed = self.slots.write(rel, chunk.data, mode, mtime)
+        closed = self.slots.write(rel, data, mode, mtime)
         if closed is None:
             return None
         result, attrs = closed

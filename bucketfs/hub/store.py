@@ -42,7 +42,7 @@ from bucketfs.hub.db import Database, prefix_upper_bound
 from bucketfs.hub.errors import NON_FAST_FORWARD, HubError, not_found, unknown
 from bucketfs.hub.paths import parent_of
 from bucketfs.hub.tree import PLAIN, PlainDirs, TreeEditor
-from bucketfs.ipfs.blockstore import BlockCorrupt, FSBlockstore
+from bucketfs.ipfs.blockstore import BlockCorrupt, BlockNotFound, FSBlockstore
 from bucketfs.ipfs.cid import CID
 
 log = logging.getLogger(__name__)
@@ -314,6 +314,17 @@ class HubStore:
                     log.warning("recovery: deleting torn block %s", cid)
                     self.blocks.delete(cid)
                     removed += 1
+        # Packed blocks: the index row may have reached the disk before the pack's bytes.
+        for cid in self.blocks.packed_since(cutoff):
+            checked += 1
+            try:
+                self.blocks.get(cid)
+            except BlockCorrupt:
+                log.warning("recovery: deleting torn packed block %s", cid)
+                self.blocks.delete(cid)
+                removed += 1
+            except BlockNotFound:
+                continue  # swept meanwhile
         log.info("recovery after an unclean stop: %d blocks checked, %d removed", checked, removed)
         return removed
 
@@ -360,6 +371,7 @@ class HubStore:
                     except queue.Full:
                         pass  # that watcher polls `stopping` anyway
         self.db.close()
+        self.blocks.close()
         self._running_marker.unlink(missing_ok=True)
 
     @property

@@ -161,7 +161,7 @@ def import_file(
         )
     wb = WriteBehind(store)
     try:
-        return _import_file(
+        result = _import_file(
             stream,
             wb,
             chunk_size,
@@ -171,8 +171,11 @@ def import_file(
             mode,
             mtime,  # type: ignore[arg-type]
         )
-    finally:
-        wb.close()
+    except BaseException:
+        wb.close(commit=False)
+        raise
+    wb.close()
+    return result
 
 
 def _import_file(

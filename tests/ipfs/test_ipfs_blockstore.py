@@ -122,8 +122,7 @@ def test_null_store_discards() -> None:
 def _age(store: Blockstore, cid: CID, seconds: float) -> None:
     """Make a block look as if it had been put ``seconds`` ago."""
     if isinstance(store, FSBlockstore):
-        t = time.time() - seconds
-        os.utime(store.path_for(cid), (t, t))
+        store.set_put_time(cid, time.time() - seconds)  # a block file or a packed block
     else:
         store._times[cid.to_v1()] -= seconds  # type: ignore[attr-defined]
 

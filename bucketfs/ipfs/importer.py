@@ -34,7 +34,7 @@ HAMT_THRESHOLD = 262144
 #: Largest chunk Kubo accepts (2 MiB - 256): bigger leaves would not travel over bitswap.
 MAX_CHUNK_SIZE = 2 * 1024 * 1024 - 256
 #: Leaves hashed ahead of the tree builder when writing behind (bounds memory with WriteBehind).
-_IN_FLIGHT = 4
+_IN_FLIGHT = 32
 
 
 class UnixFSImportError(ValueError):

@@ -93,6 +93,26 @@ def test_recovery_deletes_torn_blocks(tmp_path: Path) -> None:
     store.close()
 
 
+def test_recovery_deletes_torn_packed_blocks(tmp_path: Path) -> None:
+    """A crash can leave a pack's index rows on disk without all of the pack's bytes."""
+    from bucketfs.ipfs.importer import import_bytes
+
+    store = HubStore(tmp_path / "data", gc_interval=0)
+    kept = import_bytes(os.urandom(20_000), store.blocks, chunk_size=1000)
+    store.durable()
+    data = os.urandom(20_000)
+    import_bytes(data, store.blocks, chunk_size=1000)
+    torn = CID.of_raw(data[-1000:])  # the last leaf: packed (the first four are files)
+    assert not store.blocks.path_for(torn).exists() and store.blocks.has(torn)
+    store.blocks.corrupt_for_test(torn, b"")  # the pack ends before this block
+    assert store.recover() >= 1
+    assert not store.blocks.has(torn)
+    from bucketfs.ipfs.reader import FileReader
+
+    assert len(FileReader(store.blocks, kept.cid).read(0, 20_000)) == 20_000
+    store.close()
+
+
 def test_push_slots_limit_open_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from bucketfs.hub import pushing
 

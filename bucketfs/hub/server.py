@@ -129,7 +129,7 @@ class Hub:
         from bucketfs.hub.fs import FSService
 
         bucketsd_pb2_grpc.add_APIServiceServicer_to_server(
-            BucketsService(store, self.auth, cfg.gateway_url), server
+            BucketsService(store, self.auth, cfg.gateway_url), _FastPushRegistration(server)
         )
         fs_pb2_grpc.add_FSServicer_to_server(FSService(store, self.auth), server)
         register_auth(server)
@@ -276,6 +276,28 @@ def config_from_args(args: argparse.Namespace) -> HubConfig:
         gc_interval=args.gc_interval,
         gc_grace=args.gc_grace,
     )
+
+
+class _FastPushRegistration:
+    """Stands in for the server while the generated code registers the buckets service, to
+    give PushPath the zero-copy request parser (:func:`parse_push_path_request`)."""
+
+    def __init__(self, server: grpc.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers: object) -> None:
+        self._server.add_generic_rpc_handlers(handlers)  # type: ignore[arg-type]
+
+    def add_registered_method_handlers(self, service: str, handlers: dict) -> None:
+        from bucketfs.hub.pushing import parse_push_path_request
+
+        push = handlers.get("PushPath")
+        if push is not None:
+            handlers = {
+                **handlers,
+                "PushPath": push._replace(request_deserializer=parse_push_path_request),
+            }
+        self._server.add_registered_method_handlers(service, handlers)  # type: ignore[attr-defined]
 
 
 #: glibc mallopt parameters (malloc.h).

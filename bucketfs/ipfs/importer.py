@@ -164,8 +164,11 @@ class FileImporter:
         self._done = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Add the next bytes of the file."""
-        if not isinstance(data, bytes):
+        """Add the next bytes of the file (a read-only view is kept, not copied: the
+        bytes under it must not change)."""
+        if not isinstance(data, bytes) and not (
+            isinstance(data, memoryview) and data.readonly and data.contiguous
+        ):
             data = bytes(data)  # the leaves below are views of it: it must not change
         view = memoryview(data)
         size = self.chunk_size

@@ -197,3 +197,25 @@ def test_gc_gate_waiting_sweep_holds_new_mutations_back() -> None:
     for t in (t1, t2, t3):
         t.join(30)
     assert order == ["first mutation done", "sweep", "late mutation"]
+
+
+def test_push_path_request_parser_matches_protobuf() -> None:
+    """The hub's zero-copy PushPath parser reads exactly what protobuf would."""
+    from bucketfs.hub.pushing import RawChunk, parse_push_path_request
+    from bucketfs.pb import bucketsd_pb2 as pb
+
+    for data in (b"", b"x", os.urandom(127), os.urandom(128), os.urandom(1 << 20)):
+        raw = pb.PushPathRequest(chunk=data).SerializeToString()
+        got = parse_push_path_request(raw)
+        assert isinstance(got, RawChunk) and got.WhichOneof("payload") == "chunk"
+        assert bytes(got.chunk) == data
+    header = pb.PushPathRequest(header=pb.PushPathRequest.Header(key="k", path="p", mode=0o644))
+    got = parse_push_path_request(header.SerializeToString())
+    assert got == header and got.WhichOneof("payload") == "header"
+    # Anything but one whole chunk field goes through protobuf: two chunk fields (the last
+    # wins), or trailing bytes.
+    two = pb.PushPathRequest(chunk=b"a").SerializeToString() + pb.PushPathRequest(
+        chunk=b"bb"
+    ).SerializeToString()
+    assert parse_push_path_request(two).chunk == b"bb"
+    assert not isinstance(parse_push_path_request(two), RawChunk)

@@ -645,6 +645,9 @@ def _punch_hole(path: Path, off: int, length: int) -> None:
 
 
 _SYNC_FILE_RANGE_WRITE = 2
+#: Packs are handed to the disk in ranges this big as they fill (one request each, rather
+#: than one per block: every request costs a virtio notification in a VM).
+WRITEBACK_WINDOW = 8 << 20
 
 
 def _load_sync_file_range() -> object | None:
@@ -735,13 +738,17 @@ class PackWriter:
         if as_file:
             self.store.put(cid, data, trusted=True)
             return
-        start = off
         view = memoryview(data)
+        end = off + n
         while view:
             written = os.pwrite(fd, view, off)
             view = view[written:]
             off += written
-        _start_writeback(fd, start, n)
+        if end // WRITEBACK_WINDOW > (end - n) // WRITEBACK_WINDOW:
+            # This block crossed into a new window: start writing back the one before. (A
+            # block of it another thread is still writing is left to the final sync.)
+            window = (end // WRITEBACK_WINDOW - 1) * WRITEBACK_WINDOW
+            _start_writeback(fd, window, WRITEBACK_WINDOW)
 
     def close(self) -> None:
         """Make the blocks durable (``fsync=True``) and visible; a no-op when empty."""

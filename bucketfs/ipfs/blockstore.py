@@ -238,9 +238,16 @@ class FSBlockstore:
                 self._index = conn
             return self._index
 
+    def _index_if_any(self) -> sqlite3.Connection | None:
+        """The index, also when another store object (or process) created it after this one
+        was opened; None while the store has no packs."""
+        if self._index is None and (self.packs_dir / INDEX_NAME).exists():
+            return self._open_index()
+        return self._index
+
     def _packed(self, cid: CID) -> tuple[str, int, int] | None:
         """(pack file name, offset, length) of a packed block, else None."""
-        conn = self._index
+        conn = self._index_if_any()
         if conn is None:
             return None
         with self._index_lock:
@@ -251,9 +258,10 @@ class FSBlockstore:
 
     def _refresh_packed(self, cid: CID) -> bool:
         """Refresh a packed block's put time; False if it is not packed (or was just swept)."""
-        conn = self._index
-        if conn is None or self._packed(cid) is None:
+        if self._packed(cid) is None:
             return False
+        conn = self._index
+        assert conn is not None  # opened by _packed
         with self._index_lock:
             cur = conn.execute(
                 "UPDATE packed SET put_time = ? WHERE cid = ?", (time.time(), _key(cid).buffer)
@@ -289,7 +297,7 @@ class FSBlockstore:
 
     def _drop_packed(self, cid: CID, cutoff: float | None) -> int:
         """Remove a packed block (only if put before ``cutoff``, when given); bytes freed."""
-        conn = self._index
+        conn = self._index_if_any()
         if conn is None:
             return 0
         key = _key(cid).buffer
@@ -324,7 +332,7 @@ class FSBlockstore:
 
     def packed_since(self, cutoff: float) -> list[CID]:
         """Packed blocks put at or after ``cutoff`` (what a crash recovery must verify)."""
-        conn = self._index
+        conn = self._index_if_any()
         if conn is None:
             return []
         with self._index_lock:
@@ -471,9 +479,9 @@ class FSBlockstore:
                     log.warning("ignoring stray file in blockstore: %s", entry.path)
         # Packed blocks in pages, so that GC may delete while it iterates.
         last = b""
-        while self._index is not None:
+        while (conn := self._index_if_any()) is not None:
             with self._index_lock:
-                rows = self._index.execute(
+                rows = conn.execute(
                     "SELECT cid FROM packed WHERE cid > ? ORDER BY cid LIMIT 1000", (last,)
                 ).fetchall()
             if not rows:
@@ -498,10 +506,11 @@ class FSBlockstore:
             return self.path_for(cid).stat().st_mtime
         except FileNotFoundError:
             pass
-        if self._index is None:
+        conn = self._index_if_any()
+        if conn is None:
             return None
         with self._index_lock:
-            row = self._index.execute(
+            row = conn.execute(
                 "SELECT put_time FROM packed WHERE cid = ?", (_key(cid).buffer,)
             ).fetchone()
         return None if row is None else float(row[0])
@@ -513,9 +522,10 @@ class FSBlockstore:
             return
         except FileNotFoundError:
             pass
-        if self._index is not None:
+        conn = self._index_if_any()
+        if conn is not None:
             with self._index_lock:
-                self._index.execute(
+                conn.execute(
                     "UPDATE packed SET put_time = ? WHERE cid = ?", (when, _key(cid).buffer)
                 )
 
@@ -581,9 +591,10 @@ class FSBlockstore:
                 continue
             if entry.stat().st_mtime >= cutoff:
                 continue
-            if not temp and self._index is not None:
+            conn = self._index_if_any()
+            if not temp and conn is not None:
                 with self._index_lock:
-                    used = self._index.execute(
+                    used = conn.execute(
                         "SELECT 1 FROM packed WHERE pack = ? LIMIT 1", (entry.name,)
                     ).fetchone()
                 if used is not None:

@@ -368,3 +368,17 @@ def import_file_from(stream: object, fs: FSBlockstore) -> object:
     from bucketfs.ipfs.importer import import_file
 
     return import_file(stream, fs, chunk_size=CHUNK)  # type: ignore[arg-type]
+
+
+def test_a_store_opened_before_the_first_pack_sees_it(tmp_path: Path) -> None:
+    """Two store objects on one directory (the hub's and fsck's): packs made through one
+    are found through the other, even if it was opened before the pack index existed."""
+    early = FSBlockstore(tmp_path / "bs", fsync=False)
+    writer = FSBlockstore(tmp_path / "bs", fsync=False)
+    data = os.urandom(CHUNK * 20)
+    res = import_bytes(data, writer, chunk_size=CHUNK)
+    assert _packs(writer)
+    from bucketfs.ipfs.reader import FileReader
+
+    assert FileReader(early, res.cid).read(0, len(data)) == data
+    assert sorted(early.iter_cids()) == sorted(writer.iter_cids())

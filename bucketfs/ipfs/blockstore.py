@@ -206,6 +206,7 @@ class FSBlockstore:
         self.root = Path(root)
         self.blocks_dir = self.root / "blocks"
         self.packs_dir = self.root / "packs"
+        self._blocks_str = str(self.blocks_dir)
         self.fsync = fsync
         self.blocks_dir.mkdir(parents=True, exist_ok=True)
         self._dirty: set[Path] = set()
@@ -271,7 +272,7 @@ class FSBlockstore:
     def _present(self, cid: CID) -> bool:
         """Refresh the put time of a stored block (file or packed); False if absent."""
         try:
-            os.utime(self.path_for(cid))
+            os.utime(self._file(cid))
             return True
         except FileNotFoundError:
             return self._refresh_packed(cid)
@@ -350,14 +351,18 @@ class FSBlockstore:
 
     def path_for(self, cid: CID) -> Path:
         """The file that holds (or would hold) this block."""
+        return Path(self._file(cid))
+
+    def _file(self, cid: CID) -> str:
+        # A plain string: pathlib's joins cost more than the rest of a packed put.
         name = str(_key(cid))
-        return self.blocks_dir / name[-3:-1] / name
+        return f"{self._blocks_str}/{name[-3:-1]}/{name}"
 
     def has(self, cid: CID) -> bool:
         """True if the block file exists."""
         if cid.multihash[0] == IDENTITY:
             return True
-        return self.path_for(cid).exists() or self._packed(cid) is not None
+        return os.path.exists(self._file(cid)) or self._packed(cid) is not None
 
     def get(self, cid: CID) -> bytes:
         """Read and verify the block; raises BlockNotFound / BlockCorrupt naming the CID."""

@@ -255,7 +255,8 @@ class HubStore:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(self.data_dir / "hub.db")
-        self.blocks = FSBlockstore(self.data_dir / "blockstore", fsync=False)
+        # Nothing is fsynced as it is written; durable() syncs what was, before a commit.
+        self.blocks = FSBlockstore(self.data_dir / "blockstore", fsync=False, track=fsync)
         self.fsync = fsync
         self._synced_marker = self.data_dir / "synced-at"
         self._running_marker = self.data_dir / "running"
@@ -277,11 +278,14 @@ class HubStore:
         """Make every block written so far durable (call before committing a root to them)."""
         if not self.fsync:
             return
-        started = time.time()
-        _syncfs(self.blocks.blocks_dir)
+        # fsyncs of the files written since the last call, or one syncfs when there were
+        # many (small-file pushes). `synced` is the time before which every block is durable.
+        synced = self.blocks.sync_written(
+            time.time(), fallback=lambda: _syncfs(self.blocks.blocks_dir)
+        )
         try:
             self._synced_marker.touch()
-            os.utime(self._synced_marker, (started, started))
+            os.utime(self._synced_marker, (synced, synced))
         except OSError as exc:  # only makes a later recovery check more blocks
             log.warning("cannot update %s: %s", self._synced_marker, exc)
 

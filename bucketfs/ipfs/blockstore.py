@@ -19,7 +19,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -202,8 +202,22 @@ class FSBlockstore:
     _TMP = ".tmp-"
     PACK_SUFFIX = ".pack"
 
-    def __init__(self, root: Path | str, fsync: bool = True) -> None:
+    #: With ``track=True``: above this many block files written between two
+    #: :meth:`sync_written` calls, one filesystem-wide sync is cheaper than an fsync each.
+    TRACK_LIMIT = 512
+
+    def __init__(self, root: Path | str, fsync: bool = True, *, track: bool = False) -> None:
+        """``track=True`` (with ``fsync=False``): nothing is fsynced as it is written, but
+        the store remembers what was, so that :meth:`sync_written` can make exactly that
+        durable at the caller's commit point (the hub's)."""
         self.root = Path(root)
+        self.track = track
+        self._written: set[str] = set()  # block files since the last sync_written()
+        self._written_dirs: set[Path] = set()
+        self._overflow = False
+        self._inflight: dict[int, float] = {}  # puts in progress: token -> start time
+        self._next_token = 0
+        self._durable_lock = threading.Lock()
         self.blocks_dir = self.root / "blocks"
         self.packs_dir = self.root / "packs"
         self._blocks_str = str(self.blocks_dir)
@@ -277,24 +291,41 @@ class FSBlockstore:
         except FileNotFoundError:
             return self._refresh_packed(cid)
 
-    def _add_packed(self, pack: str, entries: list[tuple[bytes, int, int]]) -> None:
+    def _add_packed(
+        self, pack: str, entries: list[tuple[bytes, int, int]], durable: bool = False
+    ) -> None:
+        """Index a pack's blocks in one transaction (committed with an fsync if ``durable``:
+        put-time refreshes and GC deletes need none, so the connection's default may be
+        OFF)."""
         conn = self._open_index()
         now = time.time()
         with self._index_lock:
-            conn.execute("BEGIN IMMEDIATE")
+            if durable and not self.fsync:
+                conn.execute("PRAGMA synchronous=FULL")
             try:
-                # A block another writer packed meanwhile keeps its place (its put time is
-                # refreshed, as a re-put of a block file refreshes its mtime); ours stays as
-                # dead bytes in this pack until the pack is deleted.
-                conn.executemany(
-                    "INSERT INTO packed(cid, pack, off, len, put_time) VALUES (?, ?, ?, ?, ?) "
-                    "ON CONFLICT(cid) DO UPDATE SET put_time = excluded.put_time",
-                    [(k, pack, off, n, now) for k, off, n in entries],
-                )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+                self._insert_packed(conn, pack, entries, now)
+            finally:
+                if durable and not self.fsync:
+                    conn.execute("PRAGMA synchronous=OFF")
+
+    @staticmethod
+    def _insert_packed(
+        conn: sqlite3.Connection, pack: str, entries: list[tuple[bytes, int, int]], now: float
+    ) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # A block another writer packed meanwhile keeps its place (its put time is
+            # refreshed, as a re-put of a block file refreshes its mtime); ours stays as
+            # dead bytes in this pack until the pack is deleted.
+            conn.executemany(
+                "INSERT INTO packed(cid, pack, off, len, put_time) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(cid) DO UPDATE SET put_time = excluded.put_time",
+                [(k, pack, off, n, now) for k, off, n in entries],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def _drop_packed(self, cid: CID, cutoff: float | None) -> int:
         """Remove a packed block (only if put before ``cutoff``, when given); bytes freed."""
@@ -418,13 +449,45 @@ class FSBlockstore:
             _check(cid, data)
         if cid.multihash[0] == IDENTITY:
             return
+        if not self.track:
+            self._put_file(cid, data)
+            return
+        with self._lock:
+            token = self._next_token = self._next_token + 1
+            self._inflight[token] = time.time()
+        written: tuple[str, Path] | None = None
+        try:
+            written = self._put_file(cid, data)
+        finally:
+            with self._lock:  # recorded and no longer in flight at once (see sync_written)
+                del self._inflight[token]
+                if written is not None:
+                    self._record(*written)
+
+    def _record(self, file: str | None, directory: Path) -> None:
+        """Remember a written file and directory for :meth:`sync_written` (``_lock`` held)."""
+        if self._overflow:
+            return
+        if file is not None:
+            self._written.add(file)
+        self._written_dirs.add(directory)
+        if len(self._written) > self.TRACK_LIMIT:
+            self._overflow = True
+            self._written.clear()
+            self._written_dirs.clear()
+
+    def _put_file(self, cid: CID, data: bytes | memoryview) -> tuple[str, Path] | None:
+        """Write a block file; returns (its path, its directory) if it was written."""
         path = self.path_for(cid)
         if self._present(cid):
-            return
+            return None
         shard = path.parent
         if shard.name not in self._made:
             shard.mkdir(exist_ok=True)
             self._made.add(shard.name)
+            if self.track:
+                with self._lock:
+                    self._record(None, self.blocks_dir)  # the new shard's entry
         tmp = self._tmp_name(shard)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
@@ -447,6 +510,41 @@ class FSBlockstore:
         if self.fsync:
             with self._lock:
                 self._dirty.add(shard)
+        return str(path), shard
+
+    def sync_written(self, started: float, fallback: Callable[[], None]) -> float:
+        """Make every block written so far durable (``track=True`` stores); returns the time
+        before which every block is now on disk (for a crash recovery's cut-off).
+
+        fsyncs the block files and directories written since the last call, or runs
+        ``fallback`` (a filesystem-wide sync) when there were more than ``TRACK_LIMIT``
+        files. Packs are already durable (their writer fsyncs them when it closes). Unlike a
+        ``syncfs``, this does not also write out other programs' data that happens to be on
+        the same filesystem. Calls are serialized, so a call that finds nothing left to sync
+        returns only once an earlier call has finished syncing what it took. A put still in
+        progress is synced by a later call: the returned time is not after its start.
+        """
+        with self._durable_lock:
+            with self._lock:
+                files, self._written = self._written, set()
+                dirs, self._written_dirs = self._written_dirs, set()
+                overflow, self._overflow = self._overflow, False
+                oldest = min(self._inflight.values(), default=started)
+            if overflow:
+                fallback()
+                return min(started, oldest)
+            for name in sorted(files):
+                try:
+                    fd = os.open(name, os.O_RDONLY)
+                except FileNotFoundError:  # swept by GC meanwhile: nothing to keep
+                    continue
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            for d in sorted(dirs):
+                _fsync_dir(d)
+            return min(started, oldest)
 
     def sync(self) -> None:
         """fsync every directory written since the last call: shard directories (and
@@ -459,11 +557,7 @@ class FSBlockstore:
         if dirty - {self.packs_dir, self.root}:  # a shard directory: blocks/ holds its entry
             dirs.append(self.blocks_dir)
         for d in dirs:
-            fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _fsync_dir(d)
 
     def delete(self, cid: CID) -> None:
         """Remove the block (file or packed) if present."""
@@ -609,6 +703,14 @@ class FSBlockstore:
         return removed
 
 
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _unlink_quiet(path: Path) -> None:
     try:
         os.unlink(path)
@@ -723,9 +825,11 @@ class PackWriter:
         store = self.store
         if not store.packs_dir.is_dir():
             store.packs_dir.mkdir(exist_ok=True)
-            if store.fsync:
-                with store._lock:
-                    store._dirty.add(store.root)  # the new packs/ entry
+            with store._lock:  # the new packs/ entry in the store's root
+                if store.fsync:
+                    store._dirty.add(store.root)
+                if store.track:
+                    store._record(None, store.root)
         self._tmp = store._tmp_name(store.packs_dir)
         self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         return self._fd
@@ -773,17 +877,24 @@ class PackWriter:
             fd, self._fd = self._fd, None
         if fd is None or self._tmp is None:
             return
+        store = self.store
+        # A tracking store (the hub) gets durable packs too: one fsync per pack, whose
+        # writeback is mostly done by now, instead of a sync of the whole filesystem.
+        durable = store.fsync or store.track
         try:
-            if self.store.fsync:
+            if durable:
                 os.fsync(fd)
         finally:
             os.close(fd)
         name = f"{uuid.uuid4().hex}{FSBlockstore.PACK_SUFFIX}"
-        os.replace(self._tmp, self.store.packs_dir / name)
-        self.store._add_packed(name, [(k, off, n) for k, (off, n) in self._entries.items()])
-        if self.store.fsync:
-            with self.store._lock:
-                self.store._dirty.add(self.store.packs_dir)
+        os.replace(self._tmp, store.packs_dir / name)
+        entries = [(k, off, n) for k, (off, n) in self._entries.items()]
+        store._add_packed(name, entries, durable=durable)
+        with store._lock:
+            if store.fsync:
+                store._dirty.add(store.packs_dir)
+            if store.track:
+                store._record(None, store.packs_dir)  # the pack's name
 
     def abort(self) -> None:
         """Discard the pack (the import failed; blocks written as files stay, for GC)."""

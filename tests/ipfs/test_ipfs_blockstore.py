@@ -382,3 +382,34 @@ def test_a_store_opened_before_the_first_pack_sees_it(tmp_path: Path) -> None:
 
     assert FileReader(early, res.cid).read(0, len(data)) == data
     assert sorted(early.iter_cids()) == sorted(writer.iter_cids())
+
+
+def test_tracking_store_syncs_what_was_written(tmp_path: Path) -> None:
+    """``track=True`` (the hub's store): ``sync_written`` fsyncs exactly the files written
+    since the last call, falls back to the caller's sync above ``TRACK_LIMIT`` files, and
+    never claims a time after the start of a put still in progress."""
+    fs = FSBlockstore(tmp_path / "bs", fsync=False, track=True)
+    fallbacks: list[int] = []
+    cids = [CID.of_raw(b"block %d" % i) for i in range(3)]
+    for i, cid in enumerate(cids):
+        fs.put(cid, b"block %d" % i)
+    assert fs._written == {str(fs.path_for(c)) for c in cids}
+    started = time.time()
+    assert fs.sync_written(started, fallback=lambda: fallbacks.append(1)) == started
+    assert fallbacks == [] and fs._written == set() and fs._written_dirs == set()
+    # A large import: its pack is fsynced when it closes; its few block files are tracked.
+    res = import_bytes(os.urandom(CHUNK * 30), fs, chunk_size=CHUNK)
+    assert len(_packs(fs)) == 1 and fs.packs_dir in fs._written_dirs
+    assert 0 < len(fs._written) < 10
+    fs.sync_written(time.time(), fallback=lambda: fallbacks.append(1))
+    assert fallbacks == [] and fs.has(res.cid)
+    # Many small blocks: one sync of the whole filesystem instead of an fsync each.
+    for i in range(FSBlockstore.TRACK_LIMIT + 1):
+        data = b"small %d" % i
+        fs.put(CID.of_raw(data), data)
+    fs.sync_written(time.time(), fallback=lambda: fallbacks.append(1))
+    assert fallbacks == [1]
+    # A put in progress (registered, not yet recorded) holds the returned time back.
+    with fs._lock:
+        fs._inflight[-1] = started - 100
+    assert fs.sync_written(time.time(), fallback=lambda: None) == started - 100

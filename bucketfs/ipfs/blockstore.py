@@ -798,10 +798,12 @@ class PackWriter:
 
     ``put`` may be called from several threads: each block gets its own range of the file
     (``pwrite``, which releases the GIL). Blocks become visible to the store only at
-    :meth:`close`, which (with ``fsync=True``) fsyncs the pack, renames it into place and
-    records every block in the index in one transaction; so a reader never sees a block whose
-    bytes are not all written. :meth:`abort` throws the pack away. A block already in the
-    store (or already in this pack) is not written again; its put time is refreshed.
+    :meth:`close`, which (with ``fsync=True`` or ``track=True``) fsyncs the pack, renames it
+    into place and records every block in the index in one transaction; so a reader never
+    sees a block whose bytes are not all written. :meth:`abort` throws the pack away. Call
+    either only once every ``put`` has returned (``WriteBehind`` waits for its threads). A
+    block already in the store (or already in this pack) is not written again; its put time
+    is refreshed.
 
     The first ``files_first`` blocks are stored as block files: a small file gets no pack
     (a pack and its index transaction would cost more than the few files they save).
@@ -871,7 +873,8 @@ class PackWriter:
             _start_writeback(fd, window, WRITEBACK_WINDOW)
 
     def close(self) -> None:
-        """Make the blocks durable (``fsync=True``) and visible; a no-op when empty."""
+        """Make the blocks durable (``fsync`` or ``track`` stores) and visible; a no-op when
+        no block went into the pack."""
         with self._lock:
             self._closed = True
             fd, self._fd = self._fd, None

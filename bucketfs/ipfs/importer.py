@@ -120,6 +120,16 @@ def _meta(mode: int | None, mtime: UnixTime | int | None) -> dict[str, object]:
     return meta
 
 
+def _byte_view(data: object) -> bool:
+    """A read-only, contiguous view of bytes (as of a received message): kept, not copied."""
+    return (
+        isinstance(data, memoryview)
+        and data.readonly
+        and data.c_contiguous
+        and data.itemsize == 1
+    )
+
+
 class FileImporter:
     """Push-style UnixFS file import: :meth:`write` bytes as they arrive, :meth:`finish`.
 
@@ -169,9 +179,7 @@ class FileImporter:
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Add the next bytes of the file (a read-only view is kept, not copied: the
         bytes under it must not change)."""
-        if not isinstance(data, bytes) and not (
-            isinstance(data, memoryview) and data.readonly and data.contiguous
-        ):
+        if not isinstance(data, bytes) and not _byte_view(data):
             data = bytes(data)  # the leaves below are views of it: it must not change
         view = memoryview(data)
         size = self.chunk_size

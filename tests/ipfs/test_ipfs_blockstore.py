@@ -413,3 +413,28 @@ def test_tracking_store_syncs_what_was_written(tmp_path: Path) -> None:
     with fs._lock:
         fs._inflight[-1] = started - 100
     assert fs.sync_written(time.time(), fallback=lambda: None) == started - 100
+
+
+@pytest.mark.parametrize("write_behind", [False, True])
+def test_file_importer_any_write_sizes_give_the_same_dag(
+    tmp_path: Path, write_behind: bool
+) -> None:
+    """Writes that split chunks anywhere (bytes, bytearray, views) give import_bytes' DAG."""
+    from bucketfs.ipfs.importer import FileImporter
+
+    data = os.urandom(CHUNK * 23 + 11)
+    expected = import_bytes(data, MemoryBlockstore(), chunk_size=CHUNK, write_behind=False)
+    fs = FSBlockstore(tmp_path / "bs", fsync=False)
+    imp = FileImporter(fs, chunk_size=CHUNK, write_behind=write_behind)
+    pos, sizes = 0, [1, CHUNK - 1, 3 * CHUNK + 5, 7, 10 * CHUNK, 2]
+    kinds = [bytes, bytearray, lambda b: memoryview(bytes(b))]
+    i = 0
+    while pos < len(data):
+        n = sizes[i % len(sizes)]
+        imp.write(kinds[i % len(kinds)](data[pos : pos + n]))
+        pos += n
+        i += 1
+    assert imp.finish() == expected
+    from bucketfs.ipfs.reader import FileReader
+
+    assert FileReader(fs, expected.cid).read(0, len(data)) == data

@@ -100,6 +100,7 @@ def fsck(data_dir: Path) -> FsckReport:
             report.problems.append(f"sqlite integrity_check: {integrity}")
     finally:
         db.close()
+        store.close()
     return report
 
 

@@ -1,9 +1,9 @@
 """Turning pushed byte streams into UnixFS files without holding them in memory.
 
-:class:`ChunkPipe` connects a producer (the gRPC request loop) to the importer
-(``bucketfs.ipfs.importer.import_file``, which pulls from a file object) running in a thread of
-its own; the pipe holds at most a few chunks, so a fast client is slowed to the importer's pace
-instead of filling memory.
+:class:`StreamingImport` feeds the chunks of a pushed file, as the gRPC request loop receives
+them, to a push-style importer (``bucketfs.ipfs.importer.FileImporter``) whose write-behind
+threads hash and store the leaves; it holds at most a few chunks, so a fast client is slowed
+to the importer's pace instead of filling memory.
 
 :class:`FileSlots` holds the open files of one PushPaths stream, whose chunks may interleave.
 A file starts in a small memory buffer (most pushed files are small); one that grows past
@@ -14,11 +14,8 @@ it is spilled to a temp file and imported when it closes. Memory per stream is t
 
 from __future__ import annotations
 
-import io
 import logging
-import queue
 import tempfile
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,122 +25,95 @@ from bucketfs.hub.dcrypto import Encryptor
 from bucketfs.hub.errors import HubError, unknown
 from bucketfs.ipfs.blockstore import Blockstore
 from bucketfs.ipfs.cid import CID
-from bucketfs.ipfs.importer import CHUNK_SIZE, Imported, import_bytes, import_file
+from bucketfs.ipfs.importer import (
+    CHUNK_SIZE,
+    FileImporter,
+    Imported,
+    import_bytes,
+    import_file,
+)
+from bucketfs.pb import bucketsd_pb2 as pb
 
 log = logging.getLogger(__name__)
 
 STREAM_AFTER = 1 << 20  # 1 MiB: a file this big is imported while it arrives
 MAX_STREAMS = 4  # concurrent streaming imports per PushPaths call
 MEMORY_BUDGET = 32 << 20  # buffered bytes of not-yet-streaming files per call
-PIPE_DEPTH = 16  # chunks in flight between the request loop and an importer
 MAX_OPEN_FILES = 100_000  # files open at once in one PushPaths stream (each costs a little)
 
 
-class PipeAborted(Exception):
-    """The producer gave up (client error or disconnect); the import must not finish."""
+class RawChunk:
+    """A ``PushPathRequest`` that holds only ``chunk``, as a view of the received bytes.
+
+    Parsing a 1 MiB chunk message with protobuf copies the bytes once, and reading the
+    ``chunk`` field copies them again (upb hands out a new ``bytes`` on every access); with
+    the copies the import makes anyway, that was most of the memory traffic of a push.
+    """
+
+    __slots__ = ("chunk",)
+
+    def __init__(self, chunk: memoryview) -> None:
+        self.chunk = chunk
+
+    def WhichOneof(self, group: str) -> str | None:  # noqa: N802 - the protobuf method name
+        """``"chunk"`` for the ``payload`` oneof, as the protobuf message would answer."""
+        return "chunk" if group == "payload" else None
 
 
-_EOF = object()
+_CHUNK_TAG = 0x12  # field 2 (chunk), wire type 2 (length-delimited)
 
 
-class ChunkPipe(io.RawIOBase):
-    """A bounded, blocking byte pipe: ``write`` from one thread, ``read`` from another."""
-
-    def __init__(self, depth: int = PIPE_DEPTH) -> None:
-        super().__init__()
-        self._q: queue.Queue[object] = queue.Queue(maxsize=depth)
-        self._buf = memoryview(b"")
-        self._eof = False
-        self._aborted = threading.Event()
-
-    def readable(self) -> bool:
-        return True
-
-    def feed(self, data: bytes) -> None:
-        """Queue ``data`` for the reader (blocks while the pipe is full)."""
-        if data:
-            self._put(data)
-
-    def _put(self, item: object) -> None:
-        while True:
-            if self._aborted.is_set():
-                raise PipeAborted("pipe aborted")
-            try:
-                self._q.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                continue
-
-    def finish(self) -> None:
-        """Signal end of data."""
-        self._put(_EOF)
-
-    def abort(self) -> None:
-        """Make the reader fail at its next read (the import is abandoned)."""
-        self._aborted.set()
-        try:
-            self._q.put_nowait(_EOF)
-        except queue.Full:
-            pass
-
-    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
-        if not self._buf and not self._eof:
-            item = self._q.get()
-            if self._aborted.is_set():
-                raise PipeAborted("push aborted by the client")
-            if item is _EOF:
-                self._eof = True
-            else:
-                self._buf = memoryview(item)  # type: ignore[arg-type]
-        if not self._buf:
-            return b""
-        n = len(self._buf) if size is None or size < 0 else min(size, len(self._buf))
-        out, self._buf = bytes(self._buf[:n]), self._buf[n:]
-        return out
+def parse_push_path_request(raw: bytes) -> object:
+    """Deserialize a ``PushPathRequest``: a message that is exactly one ``chunk`` field (what
+    every client sends after the header) becomes a :class:`RawChunk` without copying; any
+    other message goes through protobuf. The wire format is the same either way."""
+    if len(raw) >= 2 and raw[0] == _CHUNK_TAG:
+        length = shift = 0
+        pos = 1
+        while pos < len(raw) and pos <= 5:
+            b = raw[pos]
+            length |= (b & 0x7F) << shift
+            pos += 1
+            if not b & 0x80:
+                if pos + length == len(raw):
+                    return RawChunk(memoryview(raw)[pos:])
+                break
+            shift += 7
+    return pb.PushPathRequest.FromString(raw)
 
 
 class StreamingImport:
-    """``import_file`` running in a thread, fed through a :class:`ChunkPipe`."""
+    """A :class:`FileImporter` fed by the gRPC request loop as the chunks arrive.
+
+    The request thread cuts the received messages into leaves (views, no copies) and hands
+    them to the importer's write-behind threads, which hash and store them while the next
+    message is received; ``feed`` blocks once a few leaves are in flight, so a fast client is
+    slowed to the disk's pace instead of filling memory.
+    """
 
     def __init__(self, store: Blockstore, name: str) -> None:
-        self.pipe = ChunkPipe()
-        self.result: Imported | None = None
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(store,), name=name, daemon=True)
-        self._thread.start()
-
-    def _run(self, store: Blockstore) -> None:
-        try:
-            self.result = import_file(self.pipe, store)  # type: ignore[arg-type]
-        except PipeAborted:
-            log.debug("streaming import abandoned")
-        except BaseException as exc:  # noqa: BLE001 - handed to the request thread
-            log.exception("streaming import failed")
-            self.error = exc
-            self.pipe.abort()  # unblock a producer waiting on a full pipe
+        self.name = name
+        self._imp = FileImporter(store)
 
     def feed(self, data: bytes) -> None:
-        """Pass bytes on; raises if the importer already failed."""
+        """Pass bytes on; raises (UNKNOWN) if storing a block failed."""
         try:
-            self.pipe.feed(data)
-        except PipeAborted:
-            raise unknown(f"import failed: {self.error}") from self.error
+            self._imp.write(data)
+        except Exception as exc:
+            log.error("%s: import failed: %s", self.name, exc)
+            raise unknown(f"import failed: {exc}") from exc
 
     def finish(self) -> Imported:
         """End the input and wait for the file's root."""
         try:
-            self.pipe.finish()
-        except PipeAborted:
-            pass
-        self._thread.join()
-        if self.result is None:
-            raise unknown(f"import failed: {self.error}") from self.error
-        return self.result
+            return self._imp.finish()
+        except Exception as exc:
+            log.error("%s: import failed: %s", self.name, exc)
+            raise unknown(f"import failed: {exc}") from exc
 
     def abort(self) -> None:
-        """Abandon the import and wait for the thread to stop."""
-        self.pipe.abort()
-        self._thread.join(timeout=30)
+        """Abandon the import (its pack is thrown away)."""
+        self._imp.abort()
 
 
 def import_small(data: bytes, store: Blockstore) -> Imported:

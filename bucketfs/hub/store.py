@@ -42,7 +42,7 @@ from bucketfs.hub.db import Database, prefix_upper_bound
 from bucketfs.hub.errors import NON_FAST_FORWARD, HubError, not_found, unknown
 from bucketfs.hub.paths import parent_of
 from bucketfs.hub.tree import PLAIN, PlainDirs, TreeEditor
-from bucketfs.ipfs.blockstore import BlockCorrupt, FSBlockstore
+from bucketfs.ipfs.blockstore import BlockCorrupt, BlockNotFound, FSBlockstore
 from bucketfs.ipfs.cid import CID
 
 log = logging.getLogger(__name__)
@@ -255,7 +255,8 @@ class HubStore:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(self.data_dir / "hub.db")
-        self.blocks = FSBlockstore(self.data_dir / "blockstore", fsync=False)
+        # Nothing is fsynced as it is written; durable() syncs what was, before a commit.
+        self.blocks = FSBlockstore(self.data_dir / "blockstore", fsync=False, track=fsync)
         self.fsync = fsync
         self._synced_marker = self.data_dir / "synced-at"
         self._running_marker = self.data_dir / "running"
@@ -277,11 +278,14 @@ class HubStore:
         """Make every block written so far durable (call before committing a root to them)."""
         if not self.fsync:
             return
-        started = time.time()
-        _syncfs(self.blocks.blocks_dir)
+        # fsyncs of the files written since the last call, or one syncfs when there were
+        # many (small-file pushes). `synced` is the time before which every block is durable.
+        synced = self.blocks.sync_written(
+            time.time(), fallback=lambda: _syncfs(self.blocks.blocks_dir)
+        )
         try:
             self._synced_marker.touch()
-            os.utime(self._synced_marker, (started, started))
+            os.utime(self._synced_marker, (synced, synced))
         except OSError as exc:  # only makes a later recovery check more blocks
             log.warning("cannot update %s: %s", self._synced_marker, exc)
 
@@ -314,6 +318,17 @@ class HubStore:
                     log.warning("recovery: deleting torn block %s", cid)
                     self.blocks.delete(cid)
                     removed += 1
+        # Packed blocks: the index row may have reached the disk before the pack's bytes.
+        for cid in self.blocks.packed_since(cutoff):
+            checked += 1
+            try:
+                self.blocks.get(cid)
+            except BlockCorrupt:
+                log.warning("recovery: deleting torn packed block %s", cid)
+                self.blocks.delete(cid)
+                removed += 1
+            except BlockNotFound:
+                continue  # swept meanwhile
         log.info("recovery after an unclean stop: %d blocks checked, %d removed", checked, removed)
         return removed
 
@@ -360,6 +375,7 @@ class HubStore:
                     except queue.Full:
                         pass  # that watcher polls `stopping` anyway
         self.db.close()
+        self.blocks.close()
         self._running_marker.unlink(missing_ok=True)
 
     @property

@@ -34,7 +34,9 @@ HAMT_THRESHOLD = 262144
 #: Largest chunk Kubo accepts (2 MiB - 256): bigger leaves would not travel over bitswap.
 MAX_CHUNK_SIZE = 2 * 1024 * 1024 - 256
 #: Leaves hashed ahead of the tree builder when writing behind (bounds memory with WriteBehind).
-_IN_FLIGHT = 4
+_IN_FLIGHT = 32
+#: Leaves per write-behind job (a 1 MiB message): fewer hand-overs between threads.
+_BATCH = 4
 
 
 class UnixFSImportError(ValueError):
@@ -128,21 +130,6 @@ def build_file(
     return root if root is not None else builder.levels[0][0]
 
 
-def _read_chunk(stream: BinaryIO, size: int) -> bytes:
-    first = stream.read(size)
-    if not first or len(first) == size:
-        return first or b""
-    parts = [first]
-    have = len(first)
-    while have < size:
-        more = stream.read(size - have)
-        if not more:
-            break
-        parts.append(more)
-        have += len(more)
-    return b"".join(parts)
-
-
 def _meta(mode: int | None, mtime: UnixTime | int | None) -> dict[str, object]:
     meta: dict[str, object] = {}
     if mode is not None:
@@ -150,6 +137,151 @@ def _meta(mode: int | None, mtime: UnixTime | int | None) -> dict[str, object]:
     if mtime is not None:
         meta["mtime"] = mtime if isinstance(mtime, UnixTime) else UnixTime.from_ns(mtime)
     return meta
+
+
+def _byte_view(data: object) -> bool:
+    """A read-only, contiguous view of bytes (as of a received message): kept, not copied."""
+    return (
+        isinstance(data, memoryview)
+        and data.readonly
+        and data.c_contiguous
+        and data.itemsize == 1
+    )
+
+
+class FileImporter:
+    """Push-style UnixFS file import: :meth:`write` bytes as they arrive, :meth:`finish`.
+
+    The same DAG as :func:`import_file` (which is a loop over this). Whole chunks are sliced
+    out of the written buffers without copying; with write-behind, each leaf is hashed and
+    stored on a worker thread while the caller goes on receiving, and ``write`` blocks once
+    enough leaves are in flight, so memory stays bounded by a few chunks. After an error, or
+    to abandon the import, call :meth:`abort`.
+    """
+
+    def __init__(
+        self,
+        store: Blockstore,
+        *,
+        chunk_size: int = CHUNK_SIZE,
+        max_links: int = MAX_LINKS,
+        cid_version: int = 1,
+        raw_leaves: bool | None = None,
+        mode: int | None = None,
+        mtime: UnixTime | int | None = None,
+        write_behind: bool | None = None,
+    ) -> None:
+        if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
+            raise UnixFSImportError(
+                f"chunk size must be 1..{MAX_CHUNK_SIZE} bytes, not {chunk_size}"
+            )
+        if max_links < 2:
+            raise UnixFSImportError(f"max links must be at least 2, not {max_links}")
+        if cid_version not in (0, 1):
+            raise UnixFSImportError(f"CID version must be 0 or 1, not {cid_version}")
+        if write_behind is None:
+            write_behind = isinstance(store, FSBlockstore)
+        self.chunk_size = chunk_size
+        self.version = cid_version
+        self.raw_leaves = cid_version == 1 if raw_leaves is None else raw_leaves
+        self.meta = _meta(mode, mtime)
+        self._wb = WriteBehind(store) if write_behind else None
+        self._store: Blockstore = self._wb if self._wb is not None else store  # type: ignore[assignment]
+        self._builder = _Builder(self._store, max_links, cid_version)
+        self._pending = bytearray()  # the start of the next chunk
+        self._futures: deque[tuple[Future[list[CID]], list[int]]] = deque()
+        self._in_flight = 0  # leaves queued on the write-behind threads
+        self._count = 0
+        self._first: bytes | memoryview | None = None  # kept while the file may be one chunk
+        self._done = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Add the next bytes of the file (a read-only view is kept, not copied: the
+        bytes under it must not change)."""
+        if not isinstance(data, bytes) and not _byte_view(data):
+            data = bytes(data)  # the leaves below are views of it: it must not change
+        view = memoryview(data)
+        size = self.chunk_size
+        batch: list[bytes | memoryview] = []
+        if self._pending:
+            take = size - len(self._pending)
+            self._pending += view[:take]
+            view = view[take:]
+            if len(self._pending) < size:
+                return
+            batch.append(bytes(self._pending))
+            self._pending = bytearray()
+        while len(view) >= size:
+            batch.append(view[:size])
+            view = view[size:]
+            if len(batch) == _BATCH:
+                self._leaves(batch)
+                batch = []
+        if batch:
+            self._leaves(batch)
+        if view:
+            self._pending += view
+
+    def _leaves(self, chunks: list[bytes | memoryview]) -> None:
+        """The next leaves of the file, in order."""
+        self._first = chunks[0] if self._count == 0 else None
+        self._count += len(chunks)
+        if self.raw_leaves and self._wb is not None:
+            # Hashed and stored on the worker threads, a few leaves per job; the results are
+            # consumed in file order.
+            self._futures.append((self._wb.put_raw_many(chunks), [len(c) for c in chunks]))
+            self._in_flight += len(chunks)
+            while self._in_flight > _IN_FLIGHT:
+                self._collect()
+            return
+        for chunk in chunks:
+            n = len(chunk)
+            if self.raw_leaves:
+                cid = CID.of_raw(chunk)
+                self._store.put(cid, chunk, trusted=True)  # type: ignore[arg-type]
+                self._builder.push(Imported(cid, n, n))
+            else:
+                self._builder.push(_dagpb_leaf(self._store, bytes(chunk), self.version, {}))
+
+    def _collect(self) -> None:
+        """Wait for the oldest job of leaves and add them to the tree."""
+        fut, sizes = self._futures.popleft()
+        self._in_flight -= len(sizes)
+        for cid, n in zip(fut.result(), sizes, strict=True):
+            self._builder.push(Imported(cid, n, n))
+
+    def finish(self) -> Imported:
+        """End the file; returns its root once every block is in the store."""
+        if self._done:
+            raise UnixFSImportError("import already finished")
+        if self._pending or not self._count:  # the short last chunk, or the empty file
+            chunk, self._pending = bytes(self._pending), bytearray()
+            self._leaves([chunk])
+        while self._futures:
+            self._collect()
+        root = self._builder.finish(self.meta)
+        if root is None:
+            leaf = self._builder.levels[0][0]
+            if self.meta and self._first is not None:
+                root = _dagpb_leaf(self._store, bytes(self._first), self.version, self.meta)
+            else:
+                root = leaf
+        self._done = True
+        if self._wb is not None:
+            self._wb.close()
+        return root
+
+    def abort(self) -> None:
+        """Abandon the import: wait for queued writes and drop the unfinished pack."""
+        if self._done:
+            return
+        self._done = True
+        self._futures.clear()
+        if self._wb is not None:
+            try:
+                self._wb.close(commit=False)
+            except Exception as exc:  # the import already failed; this is its cause or echo
+                log.warning("abandoned import: a block write had failed: %s", exc)
 
 
 def import_file(
@@ -164,7 +296,7 @@ def import_file(
     mtime: UnixTime | int | None = None,
     write_behind: bool | None = None,
 ) -> Imported:
-    """Import a byte stream as a UnixFS file; returns its root.
+    """Import a byte stream (read to EOF) as a UnixFS file; returns its root.
 
     ``raw_leaves`` defaults to ``cid_version == 1`` (Kubo's rule). ``mode`` / ``mtime``
     (UnixFS 1.5; ``mtime`` as a :class:`UnixTime` or Unix nanoseconds) are written on the root
@@ -172,81 +304,26 @@ def import_file(
     an :class:`FSBlockstore`) writes blocks on worker threads while the next chunk is hashed;
     every block is in the store when this returns.
     """
-    if write_behind is None:
-        write_behind = isinstance(store, FSBlockstore)
-    if not write_behind:
-        return _import_file(
-            stream, store, chunk_size, max_links, cid_version, raw_leaves, mode, mtime
-        )
-    wb = WriteBehind(store)
+    imp = FileImporter(
+        store,
+        chunk_size=chunk_size,
+        max_links=max_links,
+        cid_version=cid_version,
+        raw_leaves=raw_leaves,
+        mode=mode,
+        mtime=mtime,
+        write_behind=write_behind,
+    )
     try:
-        return _import_file(
-            stream,
-            wb,
-            chunk_size,
-            max_links,
-            cid_version,
-            raw_leaves,
-            mode,
-            mtime,  # type: ignore[arg-type]
-        )
-    finally:
-        wb.close()
-
-
-def _import_file(
-    stream: BinaryIO,
-    store: Blockstore,
-    chunk_size: int,
-    max_links: int,
-    cid_version: int,
-    raw_leaves: bool | None,
-    mode: int | None,
-    mtime: UnixTime | int | None,
-) -> Imported:
-    if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
-        raise UnixFSImportError(f"chunk size must be 1..{MAX_CHUNK_SIZE} bytes, not {chunk_size}")
-    if max_links < 2:
-        raise UnixFSImportError(f"max links must be at least 2, not {max_links}")
-    if cid_version not in (0, 1):
-        raise UnixFSImportError(f"CID version must be 0 or 1, not {cid_version}")
-    if raw_leaves is None:
-        raw_leaves = cid_version == 1
-    meta = _meta(mode, mtime)
-    builder = _Builder(store, max_links, cid_version)
-    first: bytes | None = None  # kept only while the file may turn out to be one chunk
-    futures: deque[tuple[Future[CID], int]] = deque()
-    count = 0
-    while True:
-        chunk = _read_chunk(stream, chunk_size)
-        if not chunk and count:
-            break
-        count += 1
-        first = chunk if count == 1 else None
-        if raw_leaves and isinstance(store, WriteBehind):
-            # Leaves are hashed on the worker threads; results are consumed in file order.
-            futures.append((store.put_raw(chunk), len(chunk)))
-            while len(futures) > _IN_FLIGHT:
-                fut, n = futures.popleft()
-                builder.push(Imported(fut.result(), n, n))
-        elif raw_leaves:
-            cid = CID.of_raw(chunk)
-            store.put(cid, chunk, trusted=True)
-            builder.push(Imported(cid, len(chunk), len(chunk)))
-        else:
-            builder.push(_dagpb_leaf(store, chunk, cid_version, {}))
-        if len(chunk) < chunk_size:
-            break
-    while futures:
-        fut, n = futures.popleft()
-        builder.push(Imported(fut.result(), n, n))
-    root = builder.finish(meta)
-    if root is not None:
-        return root
-    leaf = builder.levels[0][0]
-    if meta and first is not None:
-        return _dagpb_leaf(store, first, cid_version, meta)
-    return leaf
+        while True:
+            data = stream.read(max(chunk_size, 1 << 20))
+            if not data:
+                break
+            imp.write(data)
+        return imp.finish()
+    except BaseException:
+        imp.abort()
+        raise
 
 
 def _dagpb_leaf(store: Blockstore, chunk: bytes, version: int, meta: dict[str, object]) -> Imported:

@@ -141,3 +141,19 @@ def test_client_against_model(shared_hub: str, tmp_path: Path) -> None:
         )
     finally:
         client.close()
+
+
+def test_push_path_chunk_wire_bytes_are_protobufs() -> None:
+    """push_path writes chunk messages itself; they must be the bytes protobuf would send."""
+    import os
+
+    from bucketfs.client.buckets import _serialize_push_path, _WireChunk
+    from bucketfs.pb import bucketsd_pb2 as pb
+
+    sizes = (0, 1, 127, 128, 16385, 1 << 20)
+    for data in (os.urandom(n) for n in sizes):
+        assert _serialize_push_path(_WireChunk(data)) == pb.PushPathRequest(
+            chunk=data
+        ).SerializeToString()
+    header = pb.PushPathRequest(header=pb.PushPathRequest.Header(key="k", path="p"))
+    assert _serialize_push_path(header) == header.SerializeToString()

@@ -56,6 +56,27 @@ def test_push_pull_and_cids_match_ipfs_add(api: Api) -> None:
     assert api.pull(key, "empty") == b""
 
 
+def test_push_sends_progress_events_while_the_upload_lasts(api: Api) -> None:
+    """Progress events (spec 5.6: cumulative ``bytes``) are rate-limited, not dropped: a push
+    that takes a while gets them, then the final event with the file's CID."""
+    import time
+
+    key = api.create().root.key
+    pieces = [os.urandom(1 << 20) for _ in range(4)]
+
+    def reqs():
+        yield pb.PushPathRequest(header=pb.PushPathRequest.Header(key=key, path="slow.bin"))
+        for piece in pieces:
+            yield pb.PushPathRequest(chunk=piece)
+            time.sleep(0.3)  # a slow client: longer than the hub's minimum event interval
+
+    events = [r.event for r in api.buckets.PushPath(reqs(), metadata=api.md, timeout=60)]
+    progress = [e.bytes for e in events if not e.path]
+    assert progress and progress == sorted(progress) and progress[-1] <= 4 << 20
+    assert events[-1].path.startswith("/ipfs/") and events[-1].bytes == 4 << 20
+    assert api.pull(key, "slow.bin") == b"".join(pieces)
+
+
 def test_pull_streams_32k_chunks(api: Api) -> None:
     key = api.create().root.key
     data = os.urandom(300_000)

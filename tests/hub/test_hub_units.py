@@ -93,6 +93,26 @@ def test_recovery_deletes_torn_blocks(tmp_path: Path) -> None:
     store.close()
 
 
+def test_recovery_deletes_torn_packed_blocks(tmp_path: Path) -> None:
+    """A crash can leave a pack's index rows on disk without all of the pack's bytes."""
+    from bucketfs.ipfs.importer import import_bytes
+
+    store = HubStore(tmp_path / "data", gc_interval=0)
+    kept = import_bytes(os.urandom(20_000), store.blocks, chunk_size=1000)
+    store.durable()
+    data = os.urandom(20_000)
+    import_bytes(data, store.blocks, chunk_size=1000)
+    torn = CID.of_raw(data[-1000:])  # the last leaf: packed (the first four are files)
+    assert not store.blocks.path_for(torn).exists() and store.blocks.has(torn)
+    store.blocks.corrupt_for_test(torn, b"")  # the pack ends before this block
+    assert store.recover() >= 1
+    assert not store.blocks.has(torn)
+    from bucketfs.ipfs.reader import FileReader
+
+    assert len(FileReader(store.blocks, kept.cid).read(0, 20_000)) == 20_000
+    store.close()
+
+
 def test_push_slots_limit_open_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from bucketfs.hub import pushing
 
@@ -177,3 +197,25 @@ def test_gc_gate_waiting_sweep_holds_new_mutations_back() -> None:
     for t in (t1, t2, t3):
         t.join(30)
     assert order == ["first mutation done", "sweep", "late mutation"]
+
+
+def test_push_path_request_parser_matches_protobuf() -> None:
+    """The hub's zero-copy PushPath parser reads exactly what protobuf would."""
+    from bucketfs.hub.pushing import RawChunk, parse_push_path_request
+    from bucketfs.pb import bucketsd_pb2 as pb
+
+    for data in (b"", b"x", os.urandom(127), os.urandom(128), os.urandom(1 << 20)):
+        raw = pb.PushPathRequest(chunk=data).SerializeToString()
+        got = parse_push_path_request(raw)
+        assert isinstance(got, RawChunk) and got.WhichOneof("payload") == "chunk"
+        assert bytes(got.chunk) == data
+    header = pb.PushPathRequest(header=pb.PushPathRequest.Header(key="k", path="p", mode=0o644))
+    got = parse_push_path_request(header.SerializeToString())
+    assert got == header and got.WhichOneof("payload") == "header"
+    # Anything but one whole chunk field goes through protobuf: two chunk fields (the last
+    # wins), or trailing bytes.
+    two = pb.PushPathRequest(chunk=b"a").SerializeToString() + pb.PushPathRequest(
+        chunk=b"bb"
+    ).SerializeToString()
+    assert parse_push_path_request(two).chunk == b"bb"
+    assert not isinstance(parse_push_path_request(two), RawChunk)

@@ -93,10 +93,9 @@ def test_corrupt_leaf_in_fs_store_names_cid_and_returns_nothing(tmp_path: Path) 
     res = import_bytes(data, store)
     root = dagpb.decode(store.get(res.cid))
     bad = root.links[1].cid
-    path = store.path_for(bad)
-    raw = bytearray(path.read_bytes())
+    raw = bytearray(store.get(bad))
     raw[10] ^= 0xFF
-    path.write_bytes(bytes(raw))
+    store.corrupt_for_test(bad, bytes(raw))  # the leaf is in a pack: overwritten in place
     reader = FileReader(store, res.cid)
     assert reader.read(0, 100) == data[:100]  # the intact first leaf still reads
     pieces: list[bytes] = []

@@ -105,6 +105,27 @@ def test_blocks_put_link_and_get(api: Api) -> None:
     )
 
 
+def test_put_blocks_packs_raw_leaves_and_keeps_them_after_a_bad_block(hub, api: Api) -> None:  # noqa: ANN001
+    """A mount's early upload sends many raw leaves per call: they go into a pack (one file,
+    not one per leaf), and the leaves received before a bad block stay, as fs.proto says."""
+    key = api.create().root.key
+    leaves = [os.urandom(256 * 1024) for _ in range(12)]
+    cids = [str(CID.of_raw(d)) for d in leaves]
+    bad = fs_pb2.Block(cid=str(CID.of_raw(b"x")), data=b"not x")
+    reqs = [*(fs_pb2.Block(cid=c, data=d) for c, d in zip(cids, leaves, strict=True)), bad]
+    _fails(
+        lambda: api.fs.PutBlocks(iter(reqs), metadata=api.md, timeout=60),
+        Code.INVALID_ARGUMENT,
+        "does not match",
+    )
+    assert all(api.fscall("HasBlocks", fs_pb2.HasBlocksRequest(key=key, cids=cids)).has)
+    got = list(api.fs.GetBlocks(fs_pb2.GetBlocksRequest(key=key, cids=cids), metadata=api.md))
+    assert [b.data for b in got] == leaves
+    packs = list(hub.data_dir.rglob("*.pack"))
+    assert len(packs) == 1, packs  # (the first few leaves of a call are block files)
+    assert packs[0].stat().st_size >= 8 * 256 * 1024
+
+
 def test_attrs_symlink_mkdir_and_listing(api: Api) -> None:
     key = api.create().root.key
     api.push(key, "doc.txt", b"hello", mode=0o600, mtime=1_600_000_000_123_456_789)

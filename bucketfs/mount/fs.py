@@ -85,7 +85,10 @@ BATCH_MAX_FILE = 1 << 20  # dirty files up to this size are uploaded together (P
 BATCH_MAX_FILES = 500  # ... at most this many per stream
 BATCH_MAX_BYTES = 32 << 20  # ... and at most this many bytes
 ADOPT_MAX = 64 << 20  # uploaded files up to this size are kept in the read cache
-WRITE_NOWAIT_MAX = 65536  # writes up to this size into a new dirty file run on the FUSE loop
+# Writes up to this size (FUSE's largest, max_write) into a new dirty file run on the FUSE loop:
+# a 1 MiB pwrite into the page cache costs less than the worker thread round trip around it
+# (measured: the daemon's CPU for a 1 GiB sequential write 1.15 s -> 0.88 s, 650 -> 850 MiB/s).
+WRITE_NOWAIT_MAX = 1 << 20
 BATCH_WINDOW = 0.5  # seconds: small files due this soon join a batch (at most writeback_delay/2)
 XATTR_CID = "user.bucketfs.cid"
 XATTR_ROOT = "user.bucketfs.root"
@@ -588,7 +591,7 @@ class BucketFS:
         raise FSError(errno.EIO, "could not get a stable dirty record")
 
     def write_nowait(self, fh: int, offset: int, data: bytes) -> int | None:
-        """:meth:`write` of a small piece into a dirty file without a base (a new file, or one
+        """:meth:`write` of up to 1 MiB into a dirty file without a base (a new file, or one
         truncated to zero), done at once — memory only for a small new file (its content is
         inline until close: see :mod:`.writeback`), else local disk and one SQLite commit at
         most; never the hub (no base bytes to bring in), never ``_mut`` — or None when it

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import grpc
 
 from bucketfs.client.errors import ClientError, HubUnavailable, from_rpc_error
+from bucketfs.ipfs.cid import encode_varint
 from bucketfs.pb import bucketsd_pb2 as bpb
 from bucketfs.pb import bucketsd_pb2_grpc as bgrpc
 from bucketfs.pb import fs_pb2 as fpb
@@ -113,6 +114,13 @@ class Remote:
         self._metadata = metadata
         self._buckets = bgrpc.APIServiceStub(channel)
         self._fs = fgrpc.FSStub(channel)
+        # PutBlocks with Block messages built by block_message (the same wire bytes as the
+        # generated stub's, one copy of the data fewer).
+        self._put_blocks = channel.stream_unary(
+            "/bucketfs.pb.FS/PutBlocks",
+            request_serializer=bytes,
+            response_deserializer=fpb.PutBlocksReply.FromString,
+        )
 
     @classmethod
     def from_client(cls, client: object, key: str, timeout: float = UNARY_DEADLINE) -> Remote:
@@ -278,12 +286,9 @@ class Remote:
         are durable on the hub when this returns. No deadline: a caller may feed the stream
         while a file is being written (see :mod:`bucketfs.mount.leafpipe`)."""
 
-        def requests() -> Iterator[fpb.Block]:
-            for cid, data in blocks:
-                yield fpb.Block(cid=cid, data=data)
-
         try:
-            self._fs.PutBlocks(requests(), metadata=self._metadata())
+            self._put_blocks(
+                (block_message(cid, data) for cid, data in blocks), metadata=self._metadata())
         except grpc.RpcError as exc:
             raise self._error(exc) from exc
         self._answered()
@@ -347,6 +352,15 @@ class Remote:
     def _mutation(self, method, request) -> tuple[str, RemoteItem]:  # noqa: ANN001
         reply = self._unary(method, request)
         return self._own(reply.root), RemoteItem.from_pb(reply.item)
+
+
+def block_message(cid: str, data: bytes) -> bytes:
+    """The wire bytes of ``fs.proto``'s ``Block{cid, data}``: field 1 (``0x0a``) and field 2
+    (``0x12``), each a length and the bytes. Built directly, the data is copied once instead
+    of twice (into a message, then out of it): a big file's early upload sends all of it."""
+    key = cid.encode()
+    return b"".join((b"\x0a", encode_varint(len(key)), key,
+                     b"\x12", encode_varint(len(data)), data))
 
 
 def _attrs(chunk: bpb.PushPathsRequest.Chunk, mode: int | None, mtime_ns: int | None) -> None:

@@ -117,6 +117,8 @@ class LeafPipe:
         with self._cond:
             for idx in range(first, last + 1):
                 if idx in self._sent_once:
+                    # Re-inserted: _again stays in order of last write, oldest first.
+                    self._again.pop(idx, None)
                     self._again[idx] = now  # (a hot chunk is not sent on every write)
                 elif idx not in self._pending:
                     heapq.heappush(self._fresh, idx)
@@ -153,13 +155,12 @@ class LeafPipe:
                 self._sent_once.add(idx)
             return idx
         if self._again:
-            quiet_since = time.monotonic() - QUIET
-            for idx, at in self._again.items():
-                if at <= quiet_since:
-                    if take:
-                        del self._again[idx]
-                        self._pending.discard(idx)
-                    return idx
+            idx, at = next(iter(self._again.items()))  # the one left alone the longest
+            if at <= time.monotonic() - QUIET:
+                if take:
+                    del self._again[idx]
+                    self._pending.discard(idx)
+                return idx
         return None
 
     def _wait_next(self) -> int | None:

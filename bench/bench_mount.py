@@ -31,10 +31,10 @@ from mountproc import mounted, new_bucket  # noqa: E402
 
 MiB = 1 << 20
 
-#: What ``--only`` can pick: seq (write + fsync, also fsync=local), warm and cold (reads of the
-#: seq file, which they need), creates, stats (of the created files), ctb (close to bucket),
-#: lsl (ls -l of a big directory).
-SCENARIOS = ("seq", "warm", "cold", "creates", "stats", "ctb", "lsl")
+#: What ``--only`` can pick: seq (write + fsync, also fsync=local), warm, delta (10 bytes
+#: changed in the middle, fsync) and cold (of the seq file, which they need), creates, stats
+#: (of the created files), ctb (close to bucket), lsl (ls -l of a big directory).
+SCENARIOS = ("seq", "warm", "delta", "cold", "creates", "stats", "ctb", "lsl")
 
 
 def seq_write(path: Path, size: int) -> tuple[float, float]:
@@ -71,6 +71,17 @@ def warm_read(path: Path, runs: int = 3) -> float:
     writing left dirty (a mount's cache, the hub's blocks) does not run during the reads."""
     os.sync()
     return statistics.median(seq_read(path) for _ in range(runs))
+
+
+def small_change(path: Path) -> float:
+    """Change 10 bytes in the middle of an existing big file and fsync; seconds. (The mount
+    uploads a delta: one 256 KiB leaf and the tree's interior nodes, not the whole file.)"""
+    t = time.perf_counter()
+    with open(path, "r+b", buffering=0) as f:
+        f.seek(os.fstat(f.fileno()).st_size // 2 + 12345)
+        f.write(b"0123456789")
+        os.fsync(f.fileno())
+    return time.perf_counter() - t
 
 
 def drop_local(path: Path) -> None:
@@ -186,7 +197,7 @@ def main() -> int:
         put("seq write 1 MiB blocks + fsync (MiB/s)", target, result[0])
         put("  of which the final fsync (s)", target, result[1])
 
-    if {"warm", "cold"} & only:
+    if {"warm", "cold", "delta"} & only:
         only.add("seq")  # the reads read the file the sequential write made
     if "stats" in only:
         only.add("creates")
@@ -203,6 +214,8 @@ def main() -> int:
             put_seq("local", seq_write(local / "big", size))
         if "warm" in only:
             put("warm seq read, median of 3 (MiB/s)", "local", warm_read(local / "big"))
+        if "delta" in only:
+            put("change 10 bytes of the seq file + fsync (s)", "local", small_change(local / "big"))
         if "cold" in only:
             drop_local(local / "big")
             put("cold seq read (MiB/s)", "local", seq_read(local / "big"))
@@ -259,6 +272,9 @@ def main() -> int:
                 if "warm" in only:
                     put("warm seq read, median of 3 (MiB/s)", "bucketfs",
                         warm_read(m.path / "big"))
+                if "delta" in only:
+                    put("change 10 bytes of the seq file + fsync (s)", "bucketfs",
+                        small_change(m.path / "big"))
                 if "creates" in only:
                     put(f"create {args.files} x 4 KiB (files/s)", "bucketfs",
                         creates(m.path / "small", args.files))

@@ -354,11 +354,10 @@ class BucketFS:
         if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX or name == SEED_NAME:
             return None  # the slow path gives the right errno
         with self._lock:
-            found = self._memory_dir(parent_ino)
+            found = self._memory_child(parent_ino, name)
             if found is None:
                 return None
-            parent, d = found
-            path = join(parent, name)
+            path, d = found
             entry = self._dirty.get(path) or d.children.get(name)
             if entry is None:
                 raise FSError(errno.ENOENT)
@@ -380,6 +379,12 @@ class BucketFS:
         if d is None or d.root != self.root:
             return None
         return path, d
+
+    def _memory_child(self, parent_ino: int, name: str) -> tuple[str, _Dir] | None:
+        """The path of ``name`` in directory ``parent_ino`` and that directory's listing, when
+        the listing is in memory (see :meth:`_memory_dir`; ``_lock`` held)."""
+        found = self._memory_dir(parent_ino)
+        return None if found is None else (join(found[0], name), found[1])
 
     def _cached_entry(self, path: str) -> RemoteItem | Record | None:
         """:meth:`_entry` from memory only (``_lock`` held); None when not known."""
@@ -534,11 +539,10 @@ class BucketFS:
             raise FSError(errno.EROFS)
         check_name(name)
         with self._lock:
-            found = self._memory_dir(parent_ino)
+            found = self._memory_child(parent_ino, name)
             if found is None:
                 return None
-            parent, d = found
-            path = join(parent, name)
+            path, d = found
             if name in d.children or path in self._dirty:
                 raise FSError(errno.EEXIST)
         return self._create_at(path, mode)
@@ -583,11 +587,7 @@ class BucketFS:
             with rec.lock:
                 if rec.dropped:
                     continue  # just uploaded and cleaned: start a new record on the new base
-                stamp = None if h.stamped else now_ns()
-                h.stamped = True
-                written = self.store.write(rec, offset, data, mtime_ns=stamp)
-                self.pipes.wrote(rec, offset, written)
-                return written
+                return self._write_locked(h, rec, offset, data)
         raise FSError(errno.EIO, "could not get a stable dirty record")
 
     def write_nowait(self, fh: int, offset: int, data: bytes) -> int | None:
@@ -612,13 +612,18 @@ class BucketFS:
         try:
             if rec.dropped or (rec.base_cid and rec.base_len > 0):
                 return None
-            stamp = None if h.stamped else now_ns()
-            h.stamped = True
-            written = self.store.write(rec, offset, data, mtime_ns=stamp)
-            self.pipes.wrote(rec, offset, written)
-            return written
+            return self._write_locked(h, rec, offset, data)
         finally:
             rec.lock.release()
+
+    def _write_locked(self, h: Handle, rec: Record, offset: int, data: bytes) -> int:
+        """The write itself (``rec.lock`` held): the mtime stamped once per write session, the
+        bytes into the dirty store, the early upload told."""
+        stamp = None if h.stamped else now_ns()
+        h.stamped = True
+        written = self.store.write(rec, offset, data, mtime_ns=stamp)
+        self.pipes.wrote(rec, offset, written)
+        return written
 
     def flush(self, fh: int) -> None:
         """close(2) of one descriptor: make the record's metadata durable."""

@@ -324,8 +324,8 @@ class LeafPipe:
         started = time.monotonic()
         self._put(missing())
         log.info("%s: %d of %d leaves were on the hub already; the rest and the tree sent in "
-              "%.2f s (draining the early upload took %.2f s)", self.rec.path,
-              count - len(sent), count, time.monotonic() - started, started - drain_start)
+                 "%.2f s (draining the early upload took %.2f s)", self.rec.path,
+                 count - len(sent), count, time.monotonic() - started, started - drain_start)
         with self._cond:
             for idx, leaf in sent.items():
                 if idx not in self._pending:  # (a write since we read it made it pending)

@@ -187,6 +187,15 @@ def mounted(
         _wait_exit(pid, 60)
 
 
+def wait_until(cond: Any, what: str, timeout: float = 60) -> None:
+    """Poll ``cond()`` until it is true; AssertionError naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
 def daemon_log(m: Mount) -> str:
     """The daemon's log (for assertion messages)."""
     p = m.cache_dir / m.key / "mount.log"

@@ -543,7 +543,7 @@ class FSBlockstore:
                 finally:
                     os.close(fd)
             for d in sorted(dirs):
-                _fsync_dir(d)
+                fsync_dir(d)
             return min(started, oldest)
 
     def sync(self) -> None:
@@ -557,7 +557,7 @@ class FSBlockstore:
         if dirty - {self.packs_dir, self.root}:  # a shard directory: blocks/ holds its entry
             dirs.append(self.blocks_dir)
         for d in dirs:
-            _fsync_dir(d)
+            fsync_dir(d)
 
     def delete(self, cid: CID) -> None:
         """Remove the block (file or packed) if present."""
@@ -703,7 +703,8 @@ class FSBlockstore:
         return removed
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """fsync a directory (its entries: files created, renamed or removed in it)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

@@ -52,6 +52,8 @@ from pathlib import Path
 
 import diskcache
 
+from bucketfs.ipfs.blockstore import fsync_dir
+
 log = logging.getLogger(__name__)
 
 CHUNK = 262144
@@ -301,7 +303,7 @@ class DirtyStore:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-            _fsync_dir(self._dir / "data")
+            fsync_dir(self._dir / "data")
             self.save(rec)
             for name in ("cache.db-wal", "cache.db"):
                 with contextlib.suppress(FileNotFoundError):
@@ -532,14 +534,6 @@ class DirtyStore:
 
     def _open(self, rec: Record, flags: int) -> int:
         return os.open(self._data(rec), flags, 0o600)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _has(ranges: list[list[int]], idx: int) -> bool:

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import io
 import os
-import time
 
 import pytest
-from mountproc import mounted, new_bucket
+from mountproc import mounted, new_bucket, wait_until
 
 N = 60
 
@@ -20,14 +19,6 @@ def _pull(client, key: str, path: str) -> bytes:  # noqa: ANN001
     out = io.BytesIO()
     client.pull_path(key, path, out)
     return out.getvalue()
-
-
-def _wait(cond, what: str, timeout: float = 60) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 @pytest.mark.timeout(120)
@@ -70,7 +61,7 @@ def test_a_conflict_inside_a_batch_keeps_both_versions(
         client.push_path(key, "c.txt", io.BytesIO(b"remote edit"))  # while c.txt is dirty
         st = m.wait_synced()
         assert st["conflicts"] == 1, st
-        _wait(lambda: (m.path / "c.txt").read_bytes() == b"remote edit", "the remote version")
+        wait_until(lambda: (m.path / "c.txt").read_bytes() == b"remote edit", "the remote version")
     names = {it.name for it in client.list_dir(key, "").item.items}
     copies = [n for n in names if n.startswith("c.conflict-")]
     assert len(copies) == 1, names

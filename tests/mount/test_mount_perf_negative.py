@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import io
 import os
-import time
 import urllib.request
 
 import pytest
 from hubproc import free_port
-from mountproc import mounted, new_bucket
+from mountproc import mounted, new_bucket, wait_until
 
 
 def _lookups(port: int) -> float:
@@ -20,14 +19,6 @@ def _lookups(port: int) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.decode().splitlines()
                if line.startswith("bucketfs_ops_total{") and 'op="lookup"' in line
                and 'component="mount"' in line)
-
-
-def _wait(cond, what: str, timeout: float = 60) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 @pytest.mark.timeout(120)
@@ -51,7 +42,7 @@ def test_a_missing_name_pushed_elsewhere_shows_up(hub, thread, client, tmp_path)
 
         client.push_path(key, "x.txt", io.BytesIO(b"pushed"))
         client.push_path(key, "d/y.txt", io.BytesIO(b"pushed too"))
-        _wait(lambda: all(p.exists() for p in missing), "the pushed names to show up")
+        wait_until(lambda: all(p.exists() for p in missing), "the pushed names to show up")
         assert (m.path / "x.txt").read_bytes() == b"pushed"
         assert (m.path / "d" / "y.txt").read_bytes() == b"pushed too"
 

@@ -82,9 +82,10 @@ def _opt(msg: Any, name: str) -> Any:
 class FSService(fs_pb2_grpc.FSServicer):
     """The FS servicer."""
 
-    def __init__(self, store: HubStore, hub_auth: object = None) -> None:
+    def __init__(self, store: HubStore, hub_auth: object = None, ingest: str = "") -> None:
         self.store = store
         self.auth = hub_auth
+        self.ingest = ingest  # the local ingest socket's name ("" = not offered)
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -248,6 +249,12 @@ class FSService(fs_pb2_grpc.FSServicer):
                 pack.close()  # the blocks received before an error are kept (see fs.proto)
             self.store.durable()
         return fs_pb2.PutBlocksReply(blocks=count, bytes=total)
+
+    @grpc_errors
+    def LocalIngest(
+        self, request: fs_pb2.LocalIngestRequest, context: grpc.ServicerContext
+    ) -> fs_pb2.LocalIngestReply:
+        return fs_pb2.LocalIngestReply(socket=self.ingest)
 
     @grpc_errors
     def ListDir(

@@ -27,6 +27,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from bucketfs.errors import UserError
+from bucketfs.hub.ingest import IngestServer
 from bucketfs.hub.store import HubStore, data_dir_default
 from bucketfs.pb import bucketsd_pb2_grpc, fs_pb2_grpc
 
@@ -60,6 +61,8 @@ class HubConfig:
     gateway_url: str = "http://127.0.0.1:8006"
     gc_interval: float = 600.0
     gc_grace: float = 3600.0
+    # Clients on this host may hand over file ranges by descriptor (bucketfs.hub.ingest).
+    local_ingest: bool = True
     # Streams such as WatchRoot and Listen hold a worker for their whole life, so the pool is
     # large: threads are cheap, and a full pool would queue every new call behind them.
     max_workers: int = 256
@@ -81,6 +84,7 @@ class Hub:
         self.server: grpc.Server | None = None
         self.store: HubStore | None = None
         self.auth: object | None = None
+        self.ingest: IngestServer | None = None
         self.address = ""
         self._stopped = threading.Event()
 
@@ -131,7 +135,11 @@ class Hub:
         bucketsd_pb2_grpc.add_APIServiceServicer_to_server(
             BucketsService(store, self.auth, cfg.gateway_url), _FastPushRegistration(server)
         )
-        fs_pb2_grpc.add_FSServicer_to_server(FSService(store, self.auth), server)
+        if cfg.local_ingest:
+            self.ingest = IngestServer(store, self.auth)
+        fs_pb2_grpc.add_FSServicer_to_server(
+            FSService(store, self.auth, self.ingest.name if self.ingest else ""), server
+        )
         register_auth(server)
         health_servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -196,6 +204,8 @@ class Hub:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        if self.ingest is not None:
+            self.ingest.stop()
         if self.server is not None:
             self.server.stop(grace).wait()
         if self.store is not None:
@@ -262,6 +272,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="unreferenced blocks younger than this survive a collection (default 3600)",
     )
+    p.add_argument(
+        "--no-local-ingest",
+        dest="local_ingest",
+        action="store_false",
+        help="do not let clients on this host hand over file ranges by descriptor (they then "
+        "send every byte over gRPC)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> HubConfig:
@@ -275,6 +292,7 @@ def config_from_args(args: argparse.Namespace) -> HubConfig:
         gateway_url=args.gateway_url,
         gc_interval=args.gc_interval,
         gc_grace=args.gc_grace,
+        local_ingest=args.local_ingest,
     )
 
 

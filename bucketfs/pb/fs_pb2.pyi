@@ -208,3 +208,13 @@ class WatchRootReply(_message.Message):
     updated_at: int
     removed: bool
     def __init__(self, key: _Optional[str] = ..., path: _Optional[str] = ..., updated_at: _Optional[int] = ..., removed: _Optional[bool] = ...) -> None: ...
+
+class LocalIngestRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class LocalIngestReply(_message.Message):
+    __slots__ = ("socket",)
+    SOCKET_FIELD_NUMBER: _ClassVar[int]
+    socket: str
+    def __init__(self, socket: _Optional[str] = ...) -> None: ...

@@ -94,6 +94,11 @@ class FSStub:
                 request_serializer=bucketfs_dot_pb_dot_fs__pb2.WatchRootRequest.SerializeToString,
                 response_deserializer=bucketfs_dot_pb_dot_fs__pb2.WatchRootReply.FromString,
                 _registered_method=True)
+        self.LocalIngest = channel.unary_unary(
+                '/bucketfs.pb.FS/LocalIngest',
+                request_serializer=bucketfs_dot_pb_dot_fs__pb2.LocalIngestRequest.SerializeToString,
+                response_deserializer=bucketfs_dot_pb_dot_fs__pb2.LocalIngestReply.FromString,
+                _registered_method=True)
 
 
 class FSServicer:
@@ -171,6 +176,12 @@ class FSServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LocalIngest(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FSServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -233,6 +244,11 @@ def add_FSServicer_to_server(servicer, server):
                     servicer.WatchRoot,
                     request_deserializer=bucketfs_dot_pb_dot_fs__pb2.WatchRootRequest.FromString,
                     response_serializer=bucketfs_dot_pb_dot_fs__pb2.WatchRootReply.SerializeToString,
+            ),
+            'LocalIngest': grpc.unary_unary_rpc_method_handler(
+                    servicer.LocalIngest,
+                    request_deserializer=bucketfs_dot_pb_dot_fs__pb2.LocalIngestRequest.FromString,
+                    response_serializer=bucketfs_dot_pb_dot_fs__pb2.LocalIngestReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -559,6 +575,33 @@ class FS:
             '/bucketfs.pb.FS/WatchRoot',
             bucketfs_dot_pb_dot_fs__pb2.WatchRootRequest.SerializeToString,
             bucketfs_dot_pb_dot_fs__pb2.WatchRootReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LocalIngest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bucketfs.pb.FS/LocalIngest',
+            bucketfs_dot_pb_dot_fs__pb2.LocalIngestRequest.SerializeToString,
+            bucketfs_dot_pb_dot_fs__pb2.LocalIngestReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -137,6 +137,7 @@ def _run_locked(
         writeback_delay=opts.writeback_delay,
         fsync_local=opts.fsync_local,
         early_upload=opts.early_upload,
+        local_ingest=opts.local_ingest,
         read_only=opts.read_only,
         notifier=notifier,
     )

@@ -213,6 +213,7 @@ class BucketFS:
         writeback_delay: float = 1.0,
         fsync_local: bool = False,
         early_upload: int = PIPE_MIN,
+        local_ingest: bool = True,
         read_only: bool = False,
         notifier: Notifier | None = None,
         uid: int | None = None,
@@ -222,8 +223,10 @@ class BucketFS:
         self.remote = remote
         self.store = store
         self.reads = reads
-        # Big new files send their leaves while being written (fsync then waits for the tail).
-        self.pipes = LeafPipes(store, remote.put_blocks, early_upload, reads.raw_leaves)
+        # Big new files send their leaves while being written (fsync then waits for the tail),
+        # by descriptor when the hub runs on this host.
+        self.pipes = LeafPipes(store, remote.put_blocks, early_upload, reads.raw_leaves,
+                               ingest=remote.ingest_leaves if local_ingest else None)
         self.writeback_delay = writeback_delay
         self.fsync_local = fsync_local
         self.read_only = read_only
@@ -963,6 +966,7 @@ class BucketFS:
                 "early_upload_bytes": self.pipes.early_bytes,
                 "linked_uploads": self.stats.linked,
                 "linked_sent_bytes": self.stats.linked_sent_bytes,
+                "local_ingest_bytes": self.pipes.sender.local_bytes,
                 "read_cache_bytes": cache_bytes,
                 "inodes": len(self._inodes),
                 "open_files": len(self._handles),

@@ -31,11 +31,12 @@ import heapq
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 
 from bucketfs.client.errors import HubUnavailable
 from bucketfs.ipfs.cid import CID
 from bucketfs.ipfs.importer import Imported, build_file
+from bucketfs.mount.leafsend import Ingest, LeafSender, PutBlocks
 from bucketfs.mount.writeback import CHUNK, DirtyStore, Record
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,11 @@ CALL_BYTES = 64 * 1024 * 1024
 #: (seconds), so a chunk rewritten all the time (a database's header page) is not hashed and
 #: sent on every write; the upload sends whatever is still pending.
 QUIET = 1.0
+#: A waiting sender looks for new complete chunks this often (seconds). Writes do not wake it:
+#: waking it on every write (a thousand times per GiB) cost the writing thread the GIL hand-offs
+#: (measured: the daemon's CPU per GiB of sequential writes +25%).
+POLL = 0.05
 
-PutBlocks = Callable[[Iterable[tuple[str, bytes]]], object]
 #: The raw leaves of a bucket file by CID, in order (None: not made of raw leaves).
 BaseLeaves = Callable[[str], "list[tuple[CID, int]] | None"]
 
@@ -83,7 +87,7 @@ class LeafPipe:
     """The early upload of one dirty file (see the module docstring)."""
 
     def __init__(
-        self, store: DirtyStore, rec: Record, put_blocks: PutBlocks,
+        self, store: DirtyStore, rec: Record, sender: LeafSender,
         on_sent: Callable[[int], None] = lambda n: None,
         base_leaves: BaseLeaves | None = None,
         early: bool = True,
@@ -93,7 +97,7 @@ class LeafPipe:
         self._early = early  # False: send nothing before finish() (tests of finish alone)
         self._pipes_bytes = on_sent  # told how many bytes each call made durable early
         self.rec = rec
-        self._put = put_blocks
+        self._sender = sender
         self._cond = threading.Condition()
         # Chunks whose current content is in no call and not on the hub: the new ones in
         # _fresh (file order; may hold stale entries), those sent before and written again in
@@ -102,8 +106,9 @@ class LeafPipe:
         self._fresh: list[int] = []
         self._again: dict[int, float] = {}
         self._sent_once: set[int] = set()
-        # One dict per call not answered yet: the chunks it carried (read, hashed, sent).
-        self._calls: list[dict[int, tuple[CID, int]]] = []
+        # One dict per call not answered yet: the chunks it carries (None until answered;
+        # a write to a chunk removes it: its content in the call is stale).
+        self._calls: list[dict[int, tuple[CID, int] | None]] = []
         self._sending = False  # a call is reading chunks (at most one: they go in order)
         self._done: dict[int, tuple[CID, int]] = {}  # durable on the hub
         self._draining = False
@@ -174,15 +179,15 @@ class LeafPipe:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            # Wake for new writes, and in time for a chunk written again to become quiet.
-            self._cond.wait(min(left, QUIET / 4) if self._again else left)
+            # Look again every POLL seconds (writes do not wake the sender: see POLL).
+            self._cond.wait(min(left, POLL))
 
     def _kick(self) -> None:
         """Start a sender when none is reading (_cond held) and something may be sent soon.
         At most two calls are open: one sending while the previous waits for the hub's sync."""
         if self._sending:
-            self._cond.notify_all()
-        elif (self._early and not (self.failed or self._draining) and len(self._calls) < 2
+            return  # the sender looks for new chunks every POLL seconds
+        if (self._early and not (self.failed or self._draining) and len(self._calls) < 2
               and (self._again or self._next(take=False) is not None)):
             self._sending = True
             threading.Thread(target=self._run, daemon=True,
@@ -198,11 +203,12 @@ class LeafPipe:
                 self._sending = False
                 self._cond.notify_all()
                 return
-            carried: dict[int, tuple[CID, int]] = {}
+            carried: dict[int, tuple[CID, int] | None] = {}
             self._calls.append(carried)
+        got: dict[int, tuple[CID, int]] = {}
         ok = False
         try:
-            self._put(self._blocks(carried, first))
+            got = self._sender.send(self.rec, self._chunks(carried, first))
             ok = True
         except Exception as exc:  # the upload at close sends everything: not fatal
             log.warning("early upload of %s stopped (%s); it will be uploaded whole",
@@ -215,34 +221,42 @@ class LeafPipe:
                 for idx in carried:
                     self._pending.add(idx)
             else:
-                self._done.update(carried)  # (chunks rewritten since were removed from it)
-                self._pipes_bytes(sum(n for _cid, n in carried.values()))
+                # What the call stored, of chunks no write touched since it was taken (the
+                # others were removed from `carried` and are pending again).
+                stored = {idx: got[idx] for idx in carried
+                          if idx in got and got[idx][1] == CHUNK}
+                for idx in carried.keys() - stored.keys():  # not stored whole: send again
+                    self._pending.add(idx)
+                    self._again[idx] = 0.0
+                self._done.update(stored)
+                self._pipes_bytes(sum(n for _cid, n in stored.values()))
             self._kick()
             self._cond.notify_all()
 
-    def _blocks(
-        self, carried: dict[int, tuple[CID, int]], idx: int | None
-    ) -> Iterator[tuple[str, bytes]]:
-        """The blocks of one call, from chunk ``idx`` on; it ends after CALL_BYTES, when idle,
-        or when draining, and then lets the next call start reading at once."""
+    def _chunks(
+        self, carried: dict[int, tuple[CID, int] | None], idx: int | None
+    ) -> Iterator[tuple[int, int] | None]:
+        """The chunks of one call, from chunk ``idx`` on, each entered in ``carried``; a None
+        before waiting for more (the sender passes on what it has). It ends after CALL_BYTES,
+        when idle, or when draining, and then lets the next call start at once."""
         try:
             sent = 0
             while idx is not None:
-                with self.rec.lock:
-                    if self.rec.dropped:
-                        return  # uploaded another way, or unlinked: its data file is gone
-                    data = self._store.read(self.rec, idx * CHUNK, CHUNK)
-                if len(data) == CHUNK:  # (else cut meanwhile: cut() did the bookkeeping)
-                    cid = CID.of_raw(data)
-                    with self._cond:
-                        if idx not in self._pending:  # not rewritten while we read it
-                            carried[idx] = (cid, len(data))
-                    sent += len(data)
-                    yield str(cid), data
+                if self.rec.dropped:
+                    return  # uploaded another way, or unlinked: its data file is gone
+                with self._cond:
+                    if idx not in self._pending:  # (else written again since it was taken)
+                        carried[idx] = None
+                yield idx, CHUNK
+                sent += CHUNK
                 if sent >= CALL_BYTES:
                     return
                 with self._cond:
-                    idx = self._wait_next()
+                    idx = self._next(take=True)
+                if idx is None:
+                    yield None
+                    with self._cond:
+                        idx = self._wait_next()
         finally:
             with self._cond:
                 self._sending = False
@@ -282,55 +296,55 @@ class LeafPipe:
         size = self.rec.size
         count = max(1, -(-size // CHUNK))
         sizes = [min(CHUNK, size - i * CHUNK) for i in range(count)]
-        total = 0
-        result: list[Imported] = []
-        sent: dict[int, tuple[CID, int]] = {}
-
-        def missing() -> Iterator[tuple[str, bytes]]:
-            nonlocal total
-            leaves: list[tuple[CID, int]] = []
-            for idx, n in enumerate(sizes):
-                have = done.get(idx)
-                if have is not None and have[1] == n and idx not in pending:
-                    leaves.append(have)
-                    total += n
-                    progress(n)
-                    continue
-                if base is not None and idx < len(base) and base[idx][1] == n:
-                    with self.rec.lock:  # (a chunk's state and base_len move under it)
-                        unchanged = (not self.rec.has_chunk(idx)
-                                     and idx * CHUNK + n <= self.rec.base_len)
-                    if unchanged:  # the hub holds it: part of the bucket's version
-                        leaves.append(base[idx])
-                        total += n
-                        progress(n)
-                        continue
-                with self._cond:  # a write from now on makes it pending again
-                    self._pending.discard(idx)
-                    self._again.pop(idx, None)
-                    self._sent_once.add(idx)
-                data = self._store.read(self.rec, idx * CHUNK, n)
-                cid = CID.of_raw(data)
-                sent[idx] = (cid, len(data))
-                leaves.append((cid, len(data)))
-                total += len(data)
-                yield str(cid), data
-                progress(len(data))
-            nodes = _Blocks()
-            result.append(build_file(leaves, nodes))
-            for cid, block in nodes.nodes:
-                yield str(cid), block
-
+        leaves: list[tuple[CID, int] | None] = []
+        todo: list[tuple[int, int]] = []  # (index, length) of the leaves to send now
+        local: set[int] = set()  # ... of those, the ones the data file holds whole
+        for idx, n in enumerate(sizes):
+            have = done.get(idx)
+            if have is not None and have[1] == n and idx not in pending:
+                leaves.append(have)
+                continue
+            with self.rec.lock:  # (a chunk's state and base_len move under it)
+                written = self.rec.has_chunk(idx)
+                unchanged = not written and idx * CHUNK + n <= self.rec.base_len
+                whole_here = written or not self.rec.base_len  # (else base bytes to overlay)
+            if unchanged and base is not None and idx < len(base) and base[idx][1] == n:
+                leaves.append(base[idx])  # the hub holds it: part of the bucket's version
+                continue
+            leaves.append(None)
+            todo.append((idx, n))
+            if whole_here and n:
+                local.add(idx)
+        progress(sum(leaf[1] for leaf in leaves if leaf is not None))
+        with self._cond:  # a write from now on makes them pending again
+            for idx, _n in todo:
+                self._pending.discard(idx)
+                self._again.pop(idx, None)
+                self._sent_once.add(idx)
         started = time.monotonic()
-        self._put(missing())
+        sent: dict[int, tuple[CID, int]] = {}
+        for i in range(0, len(todo), CALL_BYTES // CHUNK):  # (progress, and syncs, per call)
+            batch = todo[i : i + CALL_BYTES // CHUNK]
+            got = self._sender.send(self.rec, [it for it in batch if it[0] in local])
+            # What the data file did not hold whole (a hole at its end): read and sent here.
+            short = [(idx, n) for idx, n in batch if got.get(idx, (None, -1))[1] != n]
+            got.update(self._sender.send(self.rec, short, local=False))
+            for idx, n in batch:
+                if got.get(idx, (None, -1))[1] != n:
+                    raise Unusable(f"chunk {idx} changed size while it was sent")
+                sent[idx] = leaves[idx] = got[idx]
+                progress(n)
+        nodes = _Blocks()
+        tree = build_file([leaf for leaf in leaves if leaf is not None], nodes)
+        self._sender.put_blocks((str(cid), block) for cid, block in nodes.nodes)
         log.info("%s: %d of %d leaves were on the hub already; the rest and the tree sent in "
                  "%.2f s (draining the early upload took %.2f s)", self.rec.path,
                  count - len(sent), count, time.monotonic() - started, started - drain_start)
         with self._cond:
             for idx, leaf in sent.items():
-                if idx not in self._pending:  # (a write since we read it made it pending)
+                if idx not in self._pending:  # (a write since it was read made it pending)
                     self._done[idx] = leaf
-        return result[0], total, sum(n for _cid, n in sent.values())
+        return tree, size, sum(n for _cid, n in sent.values())
 
 
 class LeafPipes:
@@ -340,14 +354,16 @@ class LeafPipes:
         self, store: DirtyStore, put_blocks: PutBlocks, minimum: int = PIPE_MIN,
         base_leaves: BaseLeaves | None = None,
         early: bool = True,
+        ingest: Ingest | None = None,
     ) -> None:
         """``minimum``: the size at which a file gets a pipe (0: never); ``base_leaves``
         lists a bucket file's leaves (without it, changed files are pushed whole); ``early``
-        False sends nothing before the upload (deltas only)."""
+        False sends nothing before the upload (deltas only); ``ingest``: the hub's local
+        ingest, tried before ``put_blocks`` for leaves (see :mod:`.leafsend`)."""
         self._store = store
         self._base_leaves = base_leaves
         self._early = early
-        self._put = put_blocks
+        self.sender = LeafSender(store, put_blocks, ingest)
         self.minimum = minimum
         self._lock = threading.Lock()
         self._pipes: dict[str, LeafPipe] = {}
@@ -370,7 +386,7 @@ class LeafPipes:
                 pipe = self._pipes.get(rec.file_id)
                 if pipe is None:
                     pipe = self._pipes[rec.file_id] = LeafPipe(
-                        self._store, rec, self._put, self._count, self._base_leaves,
+                        self._store, rec, self.sender, self._count, self._base_leaves,
                         self._early)
                     # Every chunk written so far is due, not only this write's.
                     for start, stop in list(rec.chunks):

@@ -35,6 +35,8 @@ class MountOptions:
     # A new file this big starts sending its leaves while it is written (0 = never).
     early_upload: int = DEFAULT_EARLY_UPLOAD
     watch: bool = True  # follow FS.WatchRoot when the hub offers it
+    # Hand big files' leaves to a hub on this host by descriptor (bucketfs.mount.leafsend).
+    local_ingest: bool = True
     metrics: str = ""  # HOST:PORT to serve Prometheus metrics on ("" = off)
     extra: list[str] = field(default_factory=list)  # passed to FUSE as is (e.g. "noatime")
 
@@ -96,6 +98,8 @@ def parse(text: str | list[str] | None, base: MountOptions | None = None) -> Mou
                 opts.metrics = value
             elif name == "nowatch":
                 opts.watch = False
+            elif name == "nolocal_ingest":
+                opts.local_ingest = False
             elif name in _KNOWN_FUSE:
                 if name not in ("rw", "auto", "noauto", "user", "nouser", "_netdev"):
                     opts.extra.append(name)
@@ -104,7 +108,8 @@ def parse(text: str | list[str] | None, base: MountOptions | None = None) -> Mou
                     f"unknown mount option {item!r} (known: ro, allow_other, default_permissions, "
                     "cache_dir=DIR, "
                     "cache_size=SIZE, poll=SECONDS, writeback_delay=SECONDS, fsync=local, "
-                    "hub_timeout=SECONDS, early_upload=SIZE, metrics=HOST:PORT)",
+                    "hub_timeout=SECONDS, early_upload=SIZE, metrics=HOST:PORT, nowatch, "
+                    "nolocal_ingest)",
                     exit_code=2,
                 )
         except (ValueError, UserError) as exc:

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import grpc
 
-from bucketfs.client.errors import ClientError, HubUnavailable, from_rpc_error
+from bucketfs.client.errors import ClientError, HubUnavailable, Unimplemented, from_rpc_error
+from bucketfs.client.ingest import LocalIngest, NotReachable
 from bucketfs.ipfs.cid import encode_varint
 from bucketfs.pb import bucketsd_pb2 as bpb
 from bucketfs.pb import bucketsd_pb2_grpc as bgrpc
@@ -34,6 +35,10 @@ PUSH_MESSAGE = 256 * 1024
 #: namespace calls); ``-o hub_timeout=`` sets it. A read of data that is not cached fails with
 #: EIO after this long when the hub does not answer, rather than hanging.
 UNARY_DEADLINE = 30.0
+
+
+#: Seconds before asking again for a local ingest socket that was not offered or not reachable.
+INGEST_RECHECK = 60.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,9 @@ class Remote:
             request_serializer=bytes,
             response_deserializer=fpb.PutBlocksReply.FromString,
         )
+        # The hub's local ingest socket: (name, or "" when not offered or not reachable from
+        # here, and when that was last asked).
+        self._ingest: tuple[str, float] | None = None
 
     @classmethod
     def from_client(cls, client: object, key: str, timeout: float = UNARY_DEADLINE) -> Remote:
@@ -292,6 +300,45 @@ class Remote:
         except grpc.RpcError as exc:
             raise self._error(exc) from exc
         self._answered()
+
+    def ingest_leaves(
+        self, fd: int, ranges: Iterable[tuple[int, int] | None]
+    ) -> list[tuple[str, int]] | None:
+        """Local ingest (:mod:`bucketfs.client.ingest`): the hub reads the ranges of the open
+        file ``fd`` itself and stores them as raw leaves; returns ``(cid, bytes read)`` per
+        range, all durable. None, before taking anything from ``ranges``, when the hub offers
+        no local ingest or is on another host (the caller sends the bytes by
+        :meth:`put_blocks`). Raises ``LocalIngestError``."""
+        name = self._ingest_name()
+        if not name:
+            return None
+        try:
+            out = LocalIngest(name, dict(self._metadata())).send(fd, ranges)
+        except NotReachable as exc:
+            log.info("the hub's local ingest is not reachable from here (%s): sending leaves "
+                     "over gRPC", exc)
+            self._ingest = ("", time.monotonic())
+            return None
+        self._answered()
+        return out
+
+    def _ingest_name(self) -> str:
+        """The hub's local ingest socket name, asked once (again after INGEST_RECHECK s when
+        it was not offered or not reachable: the hub may have restarted)."""
+        known = self._ingest
+        if known is not None and (known[0] or time.monotonic() - known[1] < INGEST_RECHECK):
+            return known[0]
+        try:
+            reply = self._fs.LocalIngest(
+                fpb.LocalIngestRequest(), metadata=self._metadata(), timeout=self.timeout)
+            name = reply.socket
+        except grpc.RpcError as exc:
+            err = self._error(exc)
+            if not isinstance(err, Unimplemented):
+                raise err from exc
+            name = ""  # an older hub, or another implementation
+        self._ingest = (name, time.monotonic())
+        return name
 
     def link(
         self, path: str, cid: str, root: str, mode: int | None, mtime_ns: int | None

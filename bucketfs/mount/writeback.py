@@ -535,6 +535,12 @@ class DirtyStore:
     def _open(self, rec: Record, flags: int) -> int:
         return os.open(self._data(rec), flags, 0o600)
 
+    def open_data(self, rec: Record) -> int:
+        """A read-only descriptor of ``rec``'s data file, to hand to the hub (its chunks that
+        :meth:`Record.has_chunk` are the file's bytes at their offsets; the rest are holes or
+        past its end). Raises FileNotFoundError when it has none (inline, or dropped)."""
+        return os.open(self._data(rec), os.O_RDONLY | os.O_CLOEXEC)
+
 
 def _has(ranges: list[list[int]], idx: int) -> bool:
     return any(a <= idx < b for a, b in ranges)

@@ -2,22 +2,29 @@
 
 A real :class:`DirtyStore` record gets random writes and truncates while its
 :class:`LeafPipe` sends chunks on its own thread into a real :class:`MemoryBlockstore`
-(which verifies every block against its CID, as the hub does). At the end, the root that
-``finish()`` returns must be the importer's root of the model bytes (so: the CID ``ipfs add
---cid-version=1`` gives), and every block of that DAG must be in the store. The end-to-end
-path through a mount and a real hub is in test_mount_leafpipe.py.
+(which verifies every block against its CID, as the hub does), or, with ``local``, by
+descriptor to a real hub store's local ingest server (the hub reads and hashes the chunks).
+At the end, the root that ``finish()`` returns must be the importer's root of the model
+bytes (so: the CID ``ipfs add --cid-version=1`` gives), and every block of that DAG must be in
+the store. The end-to-end path through a mount and a real hub is in test_mount_leafpipe.py.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import random
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from bucketfs.client.ingest import LocalIngest
+from bucketfs.hub.ingest import IngestServer
+from bucketfs.hub.store import HubStore
 from bucketfs.ipfs.blockstore import MemoryBlockstore
 from bucketfs.ipfs.cid import CID
 from bucketfs.ipfs.importer import import_file
@@ -38,28 +45,45 @@ ops = st.lists(
 )
 
 
+@pytest.fixture(scope="module")
+def hub_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HubStore, str]]:
+    """A real hub store (no gRPC server) and its local ingest socket's name."""
+    store = HubStore(Path(tmp_path_factory.mktemp("hub")))
+    server = IngestServer(store)
+    try:
+        yield store, server.name
+    finally:
+        server.stop()
+        store.close()
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(base_chunks=st.sampled_from([0, 0, 3, 9]), base_tail=st.integers(0, CHUNK - 1), ops=ops,
-       early=st.booleans())
+       early=st.booleans(), local=st.booleans())
 # Sent chunks cut by a truncate, then brought back as a hole by a growing truncate: they must
 # read as zeros, not as what was sent before the cut.
-@example(base_chunks=0, base_tail=0, early=True,
+@example(base_chunks=0, base_tail=0, early=True, local=False,
+         ops=[("w", 0, 8 * CHUNK, 1), ("pause", 0, 0, 0), ("t", 2 * CHUNK + 5, 0, 0),
+              ("t", 8 * CHUNK, 0, 0)])
+@example(base_chunks=0, base_tail=0, early=True, local=True,
          ops=[("w", 0, 8 * CHUNK, 1), ("pause", 0, 0, 0), ("t", 2 * CHUNK + 5, 0, 0),
               ("t", 8 * CHUNK, 0, 0)])
 # A chunk rewritten after it was sent.
-@example(base_chunks=0, base_tail=0, early=True,
+@example(base_chunks=0, base_tail=0, early=True, local=True,
          ops=[("w", 0, 4 * CHUNK, 1), ("pause", 0, 0, 0), ("w", CHUNK + 9, 10, 2)])
 # A small change to a file in the bucket (base leaves kept), its tail partly cut.
-@example(base_chunks=9, base_tail=1000, early=False,
+@example(base_chunks=9, base_tail=1000, early=False, local=True,
          ops=[("w", 3 * CHUNK + 7, 10, 5), ("t", 8 * CHUNK + 3, 0, 0)])
 def test_finish_gives_the_importers_root_of_the_model(  # noqa: ANN001
-    tmp_path_factory, base_chunks: int, base_tail: int, ops, early: bool
+    tmp_path_factory, hub_store, base_chunks: int, base_tail: int, ops, early: bool,
+    local: bool,
 ) -> None:
     """``base_chunks`` and ``base_tail``: the file's version in the bucket (in ``hub``, which
     also receives what the pipe sends), or a new file when both are 0. ``early`` False: no
-    chunk is sent before finish(), which then decides alone."""
-    hub = MemoryBlockstore()
+    chunk is sent before finish(), which then decides alone. ``local``: leaves go by local
+    ingest into a real hub store (whose blockstore is then ``hub``)."""
+    hub = hub_store[0].blocks if local else MemoryBlockstore()
     base = bytes(range(256)) * ((base_chunks * CHUNK + base_tail) // 256 + 1)
     base = base[: base_chunks * CHUNK + base_tail] if base_chunks else b""
     base_cid = str(import_file(io.BytesIO(base), hub).cid) if base else ""
@@ -71,16 +95,20 @@ def test_finish_gives_the_importers_root_of_the_model(  # noqa: ANN001
         for cid, data in items:
             hub.put(CID.decode(cid), data)  # verified against the CID
 
+    def ingest(fd: int, ranges: Iterable[tuple[int, int] | None]) -> list[tuple[str, int]]:
+        return LocalIngest(hub_store[1], {}).send(fd, ranges)
+
     store = DirtyStore(tmp_path_factory.mktemp("dirty"), read_base)
     pipes = LeafPipes(store, put_blocks, minimum=CHUNK, early=early,
-                      base_leaves=lambda cid: FileReader(hub, CID.decode(cid)).raw_leaves())
+                      base_leaves=lambda cid: FileReader(hub, CID.decode(cid)).raw_leaves(),
+                      ingest=ingest if local else None)
     try:
         rec = store.new("f", base_cid, len(base), 0o644, 0)
         model = bytearray(base)
         reached = False  # a write left the file at the pipe's minimum size or more
         for kind, off, n, byte in ops:
             if kind == "w":
-                data = bytes([byte]) * n
+                data = random.Random(byte * 1_000_003 + off).randbytes(n)  # chunks differ
                 written = store.write(rec, off, data)
                 pipes.wrote(rec, off, written)
                 reached = reached or rec.size >= CHUNK

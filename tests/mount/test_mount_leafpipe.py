@@ -87,10 +87,13 @@ class _Both:
 
 
 @pytest.mark.timeout(240)
-def test_leaves_go_up_while_the_file_is_written(hub, thread, client, tmp_path) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("local", [True, False], ids=["local-ingest", "grpc"])
+def test_leaves_go_up_while_the_file_is_written(hub, thread, client, tmp_path, local) -> None:  # noqa: ANN001
+    """By default the hub (on this host) reads the leaves from the mount's cache file itself
+    (local ingest); with ``nolocal_ingest`` their bytes go over gRPC. Same file either way."""
     _, key = new_bucket(hub, "pipe", thread=thread)
     rng = random.Random(7)
-    with mounted(hub, tmp_path, key, thread=thread) as m:
+    with mounted(hub, tmp_path, key, thread=thread, nolocal_ingest=not local) as m:
         before = m.status()
         f = _Both(m.path / "big.bin", tmp_path / "model.bin")
         try:
@@ -102,6 +105,10 @@ def test_leaves_go_up_while_the_file_is_written(hub, thread, client, tmp_path) -
             st = m.status()
             assert st["linked_uploads"] == before["linked_uploads"] + 1, st
             assert st["pushes"] == before["pushes"], st
+            if local:  # every leaf, the partial last one too, went by descriptor, once
+                assert st["local_ingest_bytes"] == 29 * MiB + 1000, st
+            else:
+                assert st["local_ingest_bytes"] == 0, st
             item = _item(client, key, "big.bin")
             assert item.cid == _cid_of(tmp_path / "model.bin")
             assert item.file_size == 29 * MiB + 1000

@@ -47,6 +47,8 @@ options (-o, comma-separated):
   fsync=local         fsync returns once data is in the local cache, not in the bucket
   early_upload=SIZE   files this big send their changed 256 KiB leaves while being written
                       and upload as deltas (default 8M; 0 = upload whole files at close)
+  nolocal_ingest      send those leaves' bytes over gRPC even when the hub runs on this
+                      host (by default such a hub reads them from the cache file itself)
   hub_timeout=SECONDS how long a call may wait for the hub before a read of data that is
                       not cached fails with EIO (default 30); writes and namespace changes
                       never wait for the hub (see docs/durability.md)

@@ -1,0 +1,119 @@
+"""Sequential write + fsync of a big file: local disk, bucketfs and rclone in alternating rounds.
+
+    .venv/bin/python bench/bench_seqwrite.py [--size MiB] [--rounds N] [--no-rclone]
+
+``bench_mount.py`` writes once per target, one target after the other; on this VM a single
+write's speed moves a lot from minute to minute (the local disk alone measured 300-1,660 MiB/s
+within an hour: fresh page-cache memory is slow to come by), so one round gives a noisy ratio.
+Here every target is mounted once, and each round writes the file once on every target, the
+order rotating each round. Targets: the local disk, rclone (``--vfs-cache-mode full``), the
+least a pyfuse3 daemon can do (``bench/peers/pyfuse3_minimal.py``: each write one ``pwrite``
+to a local file; the ceiling of our FUSE stack), bucketfs (fsync = in the bucket) and bucketfs
+``-o fsync=local``; the table gives the best and the median round of each and the
+ratios of those. Each written file is removed (and, on bucketfs, its upload finished) before
+the next write.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "bench"))
+
+from bench_mount import MiB, _is_mounted, rclone_mount, seq_write  # noqa: E402
+from hubproc import running_hub  # noqa: E402
+from mountproc import mounted, new_bucket  # noqa: E402
+
+
+@contextmanager
+def minimal_mount(mnt: Path, backing: Path) -> Iterator[Path]:
+    """``bench/peers/pyfuse3_minimal.py`` mounted at ``mnt``; unmounted and stopped after."""
+    mnt.mkdir()
+    proc = subprocess.Popen([sys.executable, str(REPO / "bench" / "peers" / "pyfuse3_minimal.py"),
+                             str(mnt), str(backing)])
+    try:
+        deadline = time.monotonic() + 30
+        while not _is_mounted(mnt):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("pyfuse3_minimal did not mount")
+            time.sleep(0.05)
+        yield mnt
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)], check=False)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", type=int, default=1024, help="file size in MiB")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--no-rclone", action="store_true")
+    args = ap.parse_args()
+    size = args.size * MiB
+    results: dict[str, list[tuple[float, float]]] = {}
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR", "/tmp")) as tmp_s, \
+            ExitStack() as stack:
+        tmp = Path(tmp_s)
+        dirs: dict[str, Path] = {"local": tmp / "local"}
+        dirs["local"].mkdir()
+        syncs = {}
+        if not args.no_rclone and shutil.which("rclone"):
+            (tmp / "rclone-src").mkdir()
+            dirs["rclone"] = stack.enter_context(
+                rclone_mount(tmp / "rclone-src", tmp / "rmnt", tmp / "rcache"))
+        dirs["pyfuse3 minimal"] = stack.enter_context(
+            minimal_mount(tmp / "minimal", tmp / "minimal-backing"))
+        hub = stack.enter_context(running_hub(tmp / "hub", auth="none"))
+        thread, key = new_bucket(hub, "bench")
+        for target, opts in (("bucketfs", {}), ("bucketfs fsync=local", {"fsync": "local"})):
+            m = stack.enter_context(
+                mounted(hub, tmp, key, thread=thread, name=target.replace(" ", "_"), **opts))
+            dirs[target] = m.path
+            syncs[target] = m.wait_synced
+        targets = list(dirs)
+        for r in range(args.rounds):
+            for target in targets[r % len(targets):] + targets[: r % len(targets)]:
+                path = dirs[target] / ("f" if target == "pyfuse3 minimal"
+                                       else f"big-{target.replace(' ', '_')}")
+                results.setdefault(target, []).append(seq_write(path, size))
+                path.unlink()
+                if target in syncs:
+                    syncs[target](timeout=600)  # the upload (or removal) done first
+            print(f"round {r + 1}: " + ", ".join(
+                f"{t} {results[t][-1][0]:.0f}" for t in targets), file=sys.stderr, flush=True)
+
+    def best(t: str) -> float:
+        return max(v for v, _ in results[t])
+
+    def median(t: str) -> float:
+        return statistics.median(v for v, _ in results[t])
+
+    print(f"size={args.size} MiB, rounds={args.rounds}")
+    print("| target | best MiB/s | median MiB/s | best / local best | median / local median "
+          "| final fsync, median (s) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for t in targets:
+        fs = statistics.median(f for _, f in results[t])
+        print(f"| {t} | {best(t):,.0f} | {median(t):,.0f} | {best(t) / best('local'):.2f}x "
+              f"| {median(t) / median('local'):.2f}x | {fs:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -37,9 +37,20 @@ MiB = 1 << 20
 SCENARIOS = ("seq", "warm", "delta", "cold", "creates", "stats", "ctb", "lsl")
 
 
+def settle() -> None:
+    """Start a measurement from a quiet disk, for every target alike: ``sync()``, so that the
+    dirty data the previous phase left (rclone's cache and remote copy of the 1 GiB file, say)
+    is not written out during the next target's run, with its fsyncs waiting behind it.
+    (Dropping the page cache as well made every target slower and more variable on this VM:
+    memory given back to the host is slow to get again.)"""
+    os.sync()
+
+
 def seq_write(path: Path, size: int) -> tuple[float, float]:
     """Write ``size`` bytes in 1 MiB blocks, fsync, close: MiB/s of the whole, and seconds
-    the fsync alone took (what was left to make durable when the writing was done)."""
+    the fsync alone took (what was left to make durable when the writing was done). Starts
+    from :func:`settle`."""
+    settle()
     block = os.urandom(MiB)
     t = time.perf_counter()
     with open(path, "wb", buffering=0) as f:
@@ -94,7 +105,8 @@ def drop_local(path: Path) -> None:
 
 
 def creates(d: Path, n: int) -> float:
-    """Create ``n`` files of 4 KiB; files/s."""
+    """Create ``n`` files of 4 KiB; files/s. Starts from :func:`settle`."""
+    settle()
     d.mkdir(exist_ok=True)
     data = os.urandom(4096)
     t = time.perf_counter()

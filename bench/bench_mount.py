@@ -274,6 +274,11 @@ def main() -> int:
                         put(f"stat {args.files} entries (entries/s), cold", "rclone",
                             stats(r / "small")[0])
 
+        # rclone's files (its remote copy and cache of the big file) are read no more: remove
+        # them, as the local file was, so that every target starts with the same free memory.
+        shutil.rmtree(tmp / "rclone-src", ignore_errors=True)
+        shutil.rmtree(tmp / "rcache", ignore_errors=True)
+
         # -- bucketfs
         with running_hub(tmp / "hub", auth="none") as hub:
             thread, key = new_bucket(hub, "bench")

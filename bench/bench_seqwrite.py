@@ -11,7 +11,10 @@ least a pyfuse3 daemon can do (``bench/peers/pyfuse3_minimal.py``: each write on
 to a local file; the ceiling of our FUSE stack), bucketfs (fsync = in the bucket) and bucketfs
 ``-o fsync=local``; the table gives the best and the median round of each and the
 ratios of those. Each written file is removed (and, on bucketfs, its upload finished) before
-the next write.
+the next write. For the bucketfs targets it also gives the CPU seconds the mount daemon and
+the hub used per GiB written (``/proc/PID/stat``, from the start of the write to fsync's
+return: the early upload during the write counts, the fsync=local target's final upload,
+after fsync, does not).
 """
 
 from __future__ import annotations
@@ -67,12 +70,14 @@ def main() -> int:
     args = ap.parse_args()
     size = args.size * MiB
     results: dict[str, list[tuple[float, float]]] = {}
+    cpu: dict[str, list[tuple[float, float]]] = {}  # bucketfs: (daemon, hub) CPU s per GiB
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR", "/tmp")) as tmp_s, \
             ExitStack() as stack:
         tmp = Path(tmp_s)
         dirs: dict[str, Path] = {"local": tmp / "local"}
         dirs["local"].mkdir()
         syncs = {}
+        pids: dict[str, tuple[int, int]] = {}
         if not args.no_rclone and shutil.which("rclone"):
             (tmp / "rclone-src").mkdir()
             dirs["rclone"] = stack.enter_context(
@@ -86,12 +91,18 @@ def main() -> int:
                 mounted(hub, tmp, key, thread=thread, name=target.replace(" ", "_"), **opts))
             dirs[target] = m.path
             syncs[target] = m.wait_synced
+            pids[target] = (m.pid, hub.proc.pid)
         targets = list(dirs)
         for r in range(args.rounds):
             for target in targets[r % len(targets):] + targets[: r % len(targets)]:
                 path = dirs[target] / ("f" if target == "pyfuse3 minimal"
                                        else f"big-{target.replace(' ', '_')}")
+                before = [cpu_seconds(p) for p in pids.get(target, ())]
                 results.setdefault(target, []).append(seq_write(path, size))
+                if target in pids:
+                    used = [cpu_seconds(p) - b for p, b in zip(pids[target], before, strict=True)]
+                    cpu.setdefault(target, []).append((used[0] * MiB * 1024 / size,
+                                                       used[1] * MiB * 1024 / size))
                 path.unlink()
                 if target in syncs:
                     syncs[target](timeout=600)  # the upload (or removal) done first
@@ -112,7 +123,18 @@ def main() -> int:
         fs = statistics.median(f for _, f in results[t])
         print(f"| {t} | {best(t):,.0f} | {median(t):,.0f} | {best(t) / best('local'):.2f}x "
               f"| {median(t) / median('local'):.2f}x | {fs:.2f} |")
+    for t, values in cpu.items():
+        print(f"{t}: CPU seconds per GiB written (median): mount daemon "
+              f"{statistics.median(d for d, _ in values):.2f}, hub "
+              f"{statistics.median(h for _, h in values):.2f}")
     return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` has used so far (``/proc/PID/stat``)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":

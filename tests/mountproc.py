@@ -205,3 +205,14 @@ def daemon_log(m: Mount) -> str:
 def status_json(m: Mount) -> str:
     """The status as indented JSON (for assertion messages)."""
     return json.dumps(m.status(), indent=1)
+
+
+def metric(port: int, name: str) -> float:
+    """The value of Prometheus sample ``name`` (with its labels) a daemon serves on ``port``."""
+    import re
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    m = re.search(re.escape(name) + r" ([0-9.e+]+)", text)
+    assert m is not None, f"{name} not in the metrics"
+    return float(m.group(1))

@@ -4,38 +4,25 @@ attributes of known entries are answered without a worker thread round trip (no 
 from __future__ import annotations
 
 import os
-import re
-import socket
-import urllib.request
 
 import pytest
-from mountproc import mounted, new_bucket
+from hubproc import free_port
+from mountproc import metric, mounted, new_bucket
 
 MiB = 1 << 20
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _metric(port: int, name: str) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    m = re.search(re.escape(name) + r" ([0-9.e+]+)", text)
-    assert m is not None, f"{name} not in the metrics"
-    return float(m.group(1))
 
 
 @pytest.mark.timeout(120)
 def test_read_after_write_comes_from_the_page_cache(hub, thread, tmp_path) -> None:  # noqa: ANN001
     _, key = new_bucket(hub, "pagecache", thread=thread)
-    port = _free_port()
+    port = free_port()
     read_bytes = 'bucketfs_bytes_total{component="mount",direction="read"}'
     block = os.urandom(MiB)
     with mounted(hub, tmp_path, key, thread=thread, metrics=f"127.0.0.1:{port}") as m:
         p = m.path / "big.bin"
-        with open(p, "wb", buffering=0) as f:
+        # Read-write: a write-only descriptor bypasses the page cache (direct I/O: its writes
+        # cache nothing; see test_mount_direct.py and BucketFS.open).
+        with open(p, "w+b", buffering=0) as f:
             f.write(block)
             first = os.stat(p).st_mtime_ns
             for _ in range(7):
@@ -45,7 +32,7 @@ def test_read_after_write_comes_from_the_page_cache(hub, thread, tmp_path) -> No
             assert os.stat(p).st_mtime_ns == first
             os.fsync(f.fileno())  # in the bucket now
         assert os.stat(p).st_mtime_ns == first
-        before = _metric(port, read_bytes)
+        before = metric(port, read_bytes)
         for _ in range(2):
             with open(p, "rb", buffering=0) as f:
                 n = 0
@@ -54,7 +41,7 @@ def test_read_after_write_comes_from_the_page_cache(hub, thread, tmp_path) -> No
                     n += len(chunk)
             assert n == 8 * MiB
         # Every byte came from the kernel's page cache: the daemon served no read.
-        assert _metric(port, read_bytes) == before
+        assert metric(port, read_bytes) == before
 
 
 @pytest.mark.timeout(120)

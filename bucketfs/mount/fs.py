@@ -145,8 +145,6 @@ class Handle:
     # auto_inval_data the kernel drops a file's cached pages whenever it sees a new mtime, so
     # a per-write stamp made every read after a write go through the daemon.
     stamped: bool = False
-    # The kernel's page cache is bypassed for this descriptor (FOPEN_DIRECT_IO): see open().
-    direct: bool = False
 
 
 @dataclass
@@ -257,7 +255,6 @@ class BucketFS:
         self._orphans: dict[int, Record] = {}  # unlinked dirty files still open, by inode
         self._handles: dict[int, Handle] = {}
         self._open: collections.Counter[int] = collections.Counter()
-        self._direct: collections.Counter[int] = collections.Counter()  # direct fhs per ino
         self._due: dict[str, float] = {}  # file_id → upload time (after the last close)
         self._next_fh = 1
         self._seen_cid: dict[int, str] = {}  # CID at the last open, per inode (page cache)
@@ -497,22 +494,10 @@ class BucketFS:
     # -- files ---------------------------------------------------------------------------------
 
     def open(
-        self, ino: int, write: bool, truncate: bool = False, stamped: bool = False,
-        write_only: bool = False,
+        self, ino: int, write: bool, truncate: bool = False, stamped: bool = False
     ) -> tuple[int, bool]:
         """Open ``ino``; returns ``(fh, keep_cache)``. ``stamped``: the caller just set the
-        file's mtime (create), so its first write need not move it again.
-
-        ``write_only`` (O_WRONLY) with no other descriptor of the file open gets a *direct*
-        descriptor (:meth:`is_direct`): the kernel passes its writes to us straight from the
-        writer's buffer instead of copying them into its page cache first, which was the
-        writer's own copy of every byte and, on this kind of VM, the page cache's memory to
-        allocate (measured: 1 GiB written sequentially, the writer's CPU 0.45 -> 0.07 s, the
-        write + fsync 422 -> 697-812 MiB/s). Such a descriptor cannot read (O_WRONLY) nor be
-        mmapped, so only other descriptors could see stale cached pages; to rule that out the
-        kernel drops the file's cached pages at this open (keep_cache False), and every
-        descriptor opened while a direct one is open is direct as well (reads through it go to
-        us, uncached), so no page is cached again before the last direct one is closed."""
+        file's mtime (create), so its first write need not move it again."""
         if write and self.read_only:
             raise FSError(errno.EROFS)
         attr = self.getattr(ino)
@@ -521,26 +506,20 @@ class BucketFS:
         with self._lock:
             fh = self._next_fh
             self._next_fh += 1
-            direct = (write and write_only and not self._open[ino]) or self._direct[ino] > 0
             self._handles[fh] = Handle(ino, attr.cid, attr.size, write,
-                                       stamped=stamped or truncate, direct=direct)
+                                       stamped=stamped or truncate)
             self._open[ino] += 1
-            if direct:
-                self._direct[ino] += 1
             self._inodes.pin(ino)
             # The kernel may keep its cached pages only if the content is the one it saw at
             # the previous open (same CID); dirty files are written through us, so also fine.
-            keep = self._seen_cid.get(ino) == attr.cid and not direct
+            keep = self._seen_cid.get(ino) == attr.cid
             self._seen_cid[ino] = attr.cid
         if truncate:
             self.setattr(ino, size=0)
         return fh, keep
 
-    def create(
-        self, parent_ino: int, name: str, mode: int, write_only: bool = False
-    ) -> tuple[int, Attr]:
-        """Create an empty file and open it for writing; returns ``(fh, attr)``.
-        ``write_only``: opened O_WRONLY (a direct descriptor: see :meth:`open`)."""
+    def create(self, parent_ino: int, name: str, mode: int) -> tuple[int, Attr]:
+        """Create an empty file and open it for writing; returns ``(fh, attr)``."""
         if self.read_only:
             raise FSError(errno.EROFS)
         check_name(name)
@@ -551,11 +530,9 @@ class BucketFS:
         # hub), then the dirty map is checked and updated atomically under _lock.
         if self._remote_entry(path) is not None:
             raise FSError(errno.EEXIST)
-        return self._create_at(path, mode, write_only)
+        return self._create_at(path, mode)
 
-    def create_nowait(
-        self, parent_ino: int, name: str, mode: int, write_only: bool = False
-    ) -> tuple[int, Attr] | None:
+    def create_nowait(self, parent_ino: int, name: str, mode: int) -> tuple[int, Attr] | None:
         """:meth:`create` answered from memory (no I/O at all: the record is saved at the
         first write or at close), or None when the parent's listing is not in memory.
 
@@ -571,15 +548,9 @@ class BucketFS:
             path, d = found
             if name in d.children or path in self._dirty:
                 raise FSError(errno.EEXIST)
-        return self._create_at(path, mode, write_only)
+        return self._create_at(path, mode)
 
-    def is_direct(self, fh: int) -> bool:
-        """Whether descriptor ``fh`` bypasses the kernel's page cache (see :meth:`open`)."""
-        with self._lock:
-            h = self._handles.get(fh)
-            return h is not None and h.direct
-
-    def _create_at(self, path: str, mode: int, write_only: bool = False) -> tuple[int, Attr]:
+    def _create_at(self, path: str, mode: int) -> tuple[int, Attr]:
         """The second half of :meth:`create`, once ``path`` is known not to exist remotely
         (memory only: the record is saved at the first write or at close)."""
         rec = self.store.new(path, "", 0, mode & 0o7777, now_ns(), expect_cid="", save=False)
@@ -593,7 +564,7 @@ class BucketFS:
                 self._inodes.pin(ino)
         if lost:
             raise FSError(errno.EEXIST)  # (rec was never saved: nothing to drop)
-        fh, _ = self.open(ino, write=True, stamped=True, write_only=write_only)
+        fh, _ = self.open(ino, write=True, stamped=True)
         return fh, self._attr(ino, rec)
 
     def read(self, fh: int, offset: int, length: int) -> bytes:
@@ -687,10 +658,6 @@ class BucketFS:
             if h is None:
                 return
             self._open[h.ino] -= 1
-            if h.direct:
-                self._direct[h.ino] -= 1
-                if self._direct[h.ino] <= 0:
-                    del self._direct[h.ino]
             last = self._open[h.ino] <= 0
             if last:
                 del self._open[h.ino]

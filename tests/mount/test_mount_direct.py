@@ -1,15 +1,11 @@
-"""Write-only descriptors bypass the kernel's page cache (FOPEN_DIRECT_IO), and every reader
-still sees every write at once (bucketfs/mount/fs.py ``BucketFS.open``).
+"""Readers see every write made through another descriptor at once, whatever the kernel has
+cached (write-only writers, readers opened before or while a writer is open, a memory map).
 
 Real hub, real mount. The cases are the ways a cached page could go stale: pages cached
 before a write-only descriptor opened, a reader opened while one is open, a reader opened
-before it (then it is not direct), a memory map; each is read back through the mount and,
-at the end, through the hub.
-
-On this machine's kernel (6.18) the kernel itself drops a reader's cached pages after a
-direct write (since Linux 6.6), so these pass even without the mount's own precautions
-(checked by removing them); the precautions are for older kernels such as Debian bookworm's
-6.1, where a reader that cached pages before would keep reading them.
+before it, a shared memory map; each is read back through the mount and, at the end, through
+the hub. (Written for a trial of direct I/O for write-only descriptors, which was measured and
+not kept: see docs/benchmarks.md; the guarantees it checks hold for any write path.)
 """
 
 from __future__ import annotations
@@ -20,8 +16,7 @@ import os
 from pathlib import Path
 
 import pytest
-from hubproc import free_port
-from mountproc import metric, mounted, new_bucket
+from mountproc import mounted, new_bucket
 
 KiB = 1024
 
@@ -35,7 +30,7 @@ def _pread(path: Path, n: int, off: int = 0) -> bytes:
 
 
 @pytest.mark.timeout(180)
-def test_readers_see_writes_made_through_write_only_descriptors(
+def test_readers_see_writes_made_through_other_descriptors(
     hub, thread, client, tmp_path  # noqa: ANN001
 ) -> None:
     _, key = new_bucket(hub, "direct", thread=thread)
@@ -122,21 +117,3 @@ def test_readers_see_writes_made_through_write_only_descriptors(
     client.pull_path(key, "f.bin", out)
     assert out.getvalue() == model
 
-
-@pytest.mark.timeout(120)
-def test_a_write_only_descriptor_caches_nothing(hub, thread, tmp_path) -> None:  # noqa: ANN001
-    """What makes it fast is observable: the bytes written through a write-only descriptor are
-    not in the kernel's page cache afterwards, so the first read of them is served by the
-    daemon (a read-write descriptor's are: test_mount_perf_cache.py)."""
-    _, key = new_bucket(hub, "direct-nocache", thread=thread)
-    port = free_port()
-    read_bytes = 'bucketfs_bytes_total{component="mount",direction="read"}'
-    block = os.urandom(1 << 20)
-    with mounted(hub, tmp_path, key, thread=thread, metrics=f"127.0.0.1:{port}") as m:
-        p = m.path / "w.bin"
-        with open(p, "wb", buffering=0) as f:
-            for _ in range(4):
-                f.write(block)
-        before = metric(port, read_bytes)
-        assert p.read_bytes() == block * 4
-        assert metric(port, read_bytes) - before >= 4 * len(block)

@@ -11,6 +11,7 @@ ratios are the meaningful part on a shared machine. Prints a Markdown table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import shutil
@@ -140,19 +141,16 @@ def stats(d: Path) -> tuple[float, int]:
 
 
 @contextmanager
-def rclone_mount(src: Path, mnt: Path, cache: Path) -> Iterator[Path]:
-    """``rclone mount`` of a local directory, vfs-cache-mode full."""
+def fuse_process(cmd: list[str], mnt: Path, name: str) -> Iterator[Path]:
+    """Run ``cmd``, a FUSE daemon in the foreground that mounts ``mnt``; yields once mounted,
+    then unmounts (lazily if it must) and stops it."""
     mnt.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        ["rclone", "mount", f":local:{src}", str(mnt), "--vfs-cache-mode", "full",
-         "--cache-dir", str(cache)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
         while not _is_mounted(mnt):
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("rclone mount did not come up")
+                raise RuntimeError(f"{name} did not mount")
             time.sleep(0.05)
         yield mnt
     finally:
@@ -164,6 +162,13 @@ def rclone_mount(src: Path, mnt: Path, cache: Path) -> Iterator[Path]:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
+
+
+def rclone_mount(src: Path, mnt: Path, cache: Path) -> contextlib.AbstractContextManager[Path]:
+    """``rclone mount`` of a local directory, vfs-cache-mode full."""
+    return fuse_process(["rclone", "mount", f":local:{src}", str(mnt), "--vfs-cache-mode", "full",
+                         "--cache-dir", str(cache)], mnt, "rclone mount")
 
 
 def _is_mounted(p: Path) -> bool:

@@ -20,46 +20,28 @@ after fsync, does not).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_mount import MiB, _is_mounted, rclone_mount, seq_write  # noqa: E402
+from bench_mount import MiB, fuse_process, rclone_mount, seq_write  # noqa: E402
 from hubproc import running_hub  # noqa: E402
 from mountproc import mounted, new_bucket  # noqa: E402
 
 
-@contextmanager
-def minimal_mount(mnt: Path, backing: Path) -> Iterator[Path]:
+def minimal_mount(mnt: Path, backing: Path) -> contextlib.AbstractContextManager[Path]:
     """``bench/peers/pyfuse3_minimal.py`` mounted at ``mnt``; unmounted and stopped after."""
-    mnt.mkdir()
-    proc = subprocess.Popen([sys.executable, str(REPO / "bench" / "peers" / "pyfuse3_minimal.py"),
-                             str(mnt), str(backing)])
-    try:
-        deadline = time.monotonic() + 30
-        while not _is_mounted(mnt):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("pyfuse3_minimal did not mount")
-            time.sleep(0.05)
-        yield mnt
-    finally:
-        subprocess.run(["fusermount3", "-u", str(mnt)], check=False)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    return fuse_process([sys.executable, str(REPO / "bench" / "peers" / "pyfuse3_minimal.py"),
+                         str(mnt), str(backing)], mnt, "pyfuse3_minimal")
 
 
 def main() -> int:

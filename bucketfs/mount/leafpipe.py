@@ -87,12 +87,11 @@ class LeafPipe:
     """The early upload of one dirty file (see the module docstring)."""
 
     def __init__(
-        self, store: DirtyStore, rec: Record, sender: LeafSender,
+        self, rec: Record, sender: LeafSender,
         on_sent: Callable[[int], None] = lambda n: None,
         base_leaves: BaseLeaves | None = None,
         early: bool = True,
     ) -> None:
-        self._store = store
         self._base_leaves = base_leaves
         self._early = early  # False: send nothing before finish() (tests of finish alone)
         self._pipes_bytes = on_sent  # told how many bytes each call made durable early
@@ -360,7 +359,6 @@ class LeafPipes:
         lists a bucket file's leaves (without it, changed files are pushed whole); ``early``
         False sends nothing before the upload (deltas only); ``ingest``: the hub's local
         ingest, tried before ``put_blocks`` for leaves (see :mod:`.leafsend`)."""
-        self._store = store
         self._base_leaves = base_leaves
         self._early = early
         self.sender = LeafSender(store, put_blocks, ingest)
@@ -386,7 +384,7 @@ class LeafPipes:
                 pipe = self._pipes.get(rec.file_id)
                 if pipe is None:
                     pipe = self._pipes[rec.file_id] = LeafPipe(
-                        self._store, rec, self.sender, self._count, self._base_leaves,
+                        rec, self.sender, self._count, self._base_leaves,
                         self._early)
                     # Every chunk written so far is due, not only this write's.
                     for start, stop in list(rec.chunks):

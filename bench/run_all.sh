@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-for b in bench_import bench_auth bench_client bench_hub bench_mount bench_fsx; do
+for b in bench_import bench_auth bench_client bench_hub bench_mount bench_seqwrite bench_fsx; do
     echo "=== $b"
     "$PY" "bench/$b.py"
 done

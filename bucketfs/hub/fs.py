@@ -223,31 +223,24 @@ class FSService(fs_pb2_grpc.FSServicer):
         self, request_iterator: Iterator[fs_pb2.Block], context: grpc.ServicerContext
     ) -> fs_pb2.PutBlocksReply:
         count = total = 0
-        # New blocks are unreferenced until a Link; the GC grace period keeps them meanwhile.
-        with self.store.mutation_gate():
-            # Raw leaves (a big file sent ahead by a mount) go into one pack per call, as a
-            # pushed file's do: one file create and one fsync per call, not per 256 KiB leaf.
-            pack = self.store.blocks.pack_writer()
-            try:
-                for block in request_iterator:
-                    data = block.data  # (read once: upb copies the field on every access)
-                    check_size(len(data))
-                    try:
-                        cid = CID.decode(block.cid)
-                    except (InvalidCID, ValueError) as exc:
-                        raise invalid(f"invalid cid {block.cid!r}: {exc}") from None
-                    if not cid.verify(data):
-                        raise invalid(f"block data does not match its cid {cid}")
-                    if cid.codec == RAW:
-                        pack.put(cid, data, trusted=True)
-                    else:
-                        self.store.blocks.put(cid, data, trusted=True)
-                    BYTES_IN.inc(len(data))
-                    count += 1
-                    total += len(data)
-            finally:
-                pack.close()  # the blocks received before an error are kept (see fs.proto)
-            self.store.durable()
+        # Raw leaves (a big file sent ahead by a mount) into one pack, other blocks as files.
+        with self.store.loose_blocks() as pack:
+            for block in request_iterator:
+                data = block.data  # (read once: upb copies the field on every access)
+                check_size(len(data))
+                try:
+                    cid = CID.decode(block.cid)
+                except (InvalidCID, ValueError) as exc:
+                    raise invalid(f"invalid cid {block.cid!r}: {exc}") from None
+                if not cid.verify(data):
+                    raise invalid(f"block data does not match its cid {cid}")
+                if cid.codec == RAW:
+                    pack.put(cid, data, trusted=True)
+                else:
+                    self.store.blocks.put(cid, data, trusted=True)
+                BYTES_IN.inc(len(data))
+                count += 1
+                total += len(data)
         return fs_pb2.PutBlocksReply(blocks=count, bytes=total)
 
     @grpc_errors

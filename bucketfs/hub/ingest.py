@@ -2,8 +2,9 @@
 
 One thread accepts on the abstract socket; each connection (one call) is served by a thread
 of its own, at most :data:`MAX_CALLS` at once. A call stores its leaves as ``FS.PutBlocks``
-does: into one pack, under the store's mutation gate (the garbage collector's grace period
-keeps them until a ``Link`` references them), made durable before the answer.
+does (``HubStore.loose_blocks``): into one pack, under the store's mutation gate (the garbage
+collector's grace period keeps them until a ``Link`` references them), made durable before
+the answer.
 """
 
 from __future__ import annotations
@@ -109,29 +110,24 @@ class IngestServer:
         """Read, hash and store every range the client sends until its end frame."""
         cids: list[str] = []
         lens: list[int] = []
-        with self.store.mutation_gate():
-            pack = self.store.blocks.pack_writer()
-            try:
-                while True:
-                    frame, _ = recv_frame(conn)
-                    if not isinstance(frame, dict):
-                        raise invalid("local ingest: a frame must be an object")
-                    if frame.get("end"):
-                        break
-                    for offset, length in _ranges(frame.get("r")):
-                        data = os.pread(fd, length, offset)
-                        if not data:
-                            cids.append("")
-                            lens.append(0)
-                            continue
-                        cid = CID.of_raw(data)
-                        pack.put(cid, data, trusted=True)  # hashed right here
-                        BYTES_IN.inc(len(data))
-                        cids.append(str(cid))
-                        lens.append(len(data))
-            finally:
-                pack.close()  # leaves stored before an error are kept (as by PutBlocks)
-            self.store.durable()
+        with self.store.loose_blocks() as pack:  # (as PutBlocks stores its leaves)
+            while True:
+                frame, _ = recv_frame(conn)
+                if not isinstance(frame, dict):
+                    raise invalid("local ingest: a frame must be an object")
+                if frame.get("end"):
+                    break
+                for offset, length in _ranges(frame.get("r")):
+                    data = os.pread(fd, length, offset)
+                    if not data:
+                        cids.append("")
+                        lens.append(0)
+                        continue
+                    cid = CID.of_raw(data)
+                    pack.put(cid, data, trusted=True)  # hashed right here
+                    BYTES_IN.inc(len(data))
+                    cids.append(str(cid))
+                    lens.append(len(data))
         return {"cids": cids, "lens": lens}
 
 

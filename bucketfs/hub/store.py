@@ -42,7 +42,7 @@ from bucketfs.hub.db import Database, prefix_upper_bound
 from bucketfs.hub.errors import NON_FAST_FORWARD, HubError, not_found, unknown
 from bucketfs.hub.paths import parent_of
 from bucketfs.hub.tree import PLAIN, PlainDirs, TreeEditor
-from bucketfs.ipfs.blockstore import BlockCorrupt, BlockNotFound, FSBlockstore
+from bucketfs.ipfs.blockstore import BlockCorrupt, BlockNotFound, FSBlockstore, PackWriter
 from bucketfs.ipfs.cid import CID
 
 log = logging.getLogger(__name__)
@@ -518,6 +518,21 @@ class HubStore:
     def mutation_gate(self) -> contextlib.AbstractContextManager[None]:
         """Hold off the garbage collector (for block writes outside a bucket mutation)."""
         return self._gate.mutation()
+
+    @contextmanager
+    def loose_blocks(self) -> Iterator[PackWriter]:
+        """A pack for blocks no root references yet (``FS.PutBlocks``, local ingest), under
+        the mutation gate: the garbage collector's grace period keeps them until a ``Link``.
+        Raw leaves go into the one pack (one file create and one fsync per call, not per 256
+        KiB leaf). The pack is closed even when the block raises (the blocks stored before an
+        error are kept, as fs.proto says); everything is made durable when it returns."""
+        with self.mutation_gate():
+            pack = self.blocks.pack_writer()
+            try:
+                yield pack
+            finally:
+                pack.close()
+            self.durable()
 
     def editor(self, bucket: Bucket) -> TreeEditor:
         """A tree editor on the bucket's current root (encrypting directories if private)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import signal
@@ -216,3 +217,17 @@ def metric(port: int, name: str) -> float:
     m = re.search(re.escape(name) + r" ([0-9.e+]+)", text)
     assert m is not None, f"{name} not in the metrics"
     return float(m.group(1))
+
+
+def sha256_stream(f: Any) -> str:
+    """sha256 of a binary file object, read in 1 MiB pieces."""
+    h = hashlib.sha256()
+    while chunk := f.read(1 << 20):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 of the file at ``path`` (memory stays at one piece)."""
+    with open(path, "rb") as f:
+        return sha256_stream(f)

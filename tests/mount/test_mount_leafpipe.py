@@ -9,7 +9,6 @@ really fell back to a whole push. No timings.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import random
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from hubproc import running_hub
-from mountproc import daemon_log, kill_daemon, mounted, new_bucket
+from mountproc import daemon_log, kill_daemon, mounted, new_bucket, sha256_file, sha256_stream
 
 from bucketfs.ipfs.blockstore import MemoryBlockstore
 from bucketfs.ipfs.importer import import_file
@@ -31,18 +30,11 @@ def _cid_of(path: Path) -> str:
         return str(import_file(f, MemoryBlockstore()).cid)
 
 
-def _sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(MiB):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _pulled_sha(client, key: str, path: str) -> str:  # noqa: ANN001
     out = io.BytesIO()
     client.pull_path(key, path, out)
-    return hashlib.sha256(out.getvalue()).hexdigest()
+    out.seek(0)
+    return sha256_stream(out)
 
 
 def _wait_early(m, at_least: int, timeout: float = 90) -> None:  # noqa: ANN001
@@ -112,7 +104,7 @@ def test_leaves_go_up_while_the_file_is_written(hub, thread, client, tmp_path, l
             item = _item(client, key, "big.bin")
             assert item.cid == _cid_of(tmp_path / "model.bin")
             assert item.file_size == 29 * MiB + 1000
-            assert _pulled_sha(client, key, "big.bin") == _sha(tmp_path / "model.bin")
+            assert _pulled_sha(client, key, "big.bin") == sha256_file(tmp_path / "model.bin")
         finally:
             f.close()
         m.wait_synced()
@@ -143,7 +135,7 @@ def test_rewrites_and_truncates_of_sent_chunks(hub, thread, client, tmp_path) ->
     item = _item(client, key, "edited.bin")
     assert item.file_size == 16 * MiB + 77
     assert item.cid == _cid_of(tmp_path / "model.bin")
-    assert _pulled_sha(client, key, "edited.bin") == _sha(tmp_path / "model.bin")
+    assert _pulled_sha(client, key, "edited.bin") == sha256_file(tmp_path / "model.bin")
 
 
 @pytest.mark.timeout(300)
@@ -176,7 +168,7 @@ def test_a_hub_outage_during_the_early_upload_falls_back_to_a_whole_push(tmp_pat
             c = c.with_thread(thread)
             item = _item(c, key, "big.bin")
             assert item.cid == _cid_of(tmp_path / "model.bin")
-            assert _pulled_sha(c, key, "big.bin") == _sha(tmp_path / "model.bin")
+            assert _pulled_sha(c, key, "big.bin") == sha256_file(tmp_path / "model.bin")
 
 
 @pytest.mark.timeout(240)
@@ -201,7 +193,7 @@ def test_kill_9_after_the_early_upload_loses_nothing(hub, thread, client, tmp_pa
     assert names == {"big.bin"}
     item = _item(client, key, "big.bin")
     assert item.cid == _cid_of(tmp_path / "model.bin")
-    assert _pulled_sha(client, key, "big.bin") == _sha(tmp_path / "model.bin")
+    assert _pulled_sha(client, key, "big.bin") == sha256_file(tmp_path / "model.bin")
 
 
 @pytest.mark.timeout(240)
@@ -227,4 +219,4 @@ def test_a_small_change_to_a_big_file_uploads_a_delta(hub, thread, client, tmp_p
         assert 0 < sent <= 256 * 1024, st  # the one changed leaf
     item = _item(client, key, "db.bin")
     assert item.cid == _cid_of(model)
-    assert _pulled_sha(client, key, "db.bin") == _sha(model)
+    assert _pulled_sha(client, key, "db.bin") == sha256_file(model)

@@ -20,26 +20,12 @@ TESTS = Path(__file__).resolve().parents[1]
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))  # tests/hubproc.py, tests/mountproc.py
 
-from mountproc import Mount, mounted, new_bucket  # noqa: E402
+from mountproc import Mount, mounted, new_bucket, sha256_file, sha256_stream  # noqa: E402
 
 __all__ = ["Mount", "mounted", "new_bucket", "tree_digests", "hub_digests", "sha256_file",
            "sha256_stream", "remount"]
 
 SEED_NAME = ".textileseed"  # the bucket's hidden seed block: never part of a compared tree
-
-
-def sha256_stream(f: Any) -> str:
-    """sha256 of a binary file object, read in 1 MiB pieces."""
-    h = hashlib.sha256()
-    while chunk := f.read(1 << 20):
-        h.update(chunk)
-    return h.hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    """sha256 of the file at ``path``."""
-    with open(path, "rb") as f:
-        return sha256_stream(f)
 
 
 def tree_digests(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:

@@ -50,7 +50,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from mountproc import Mount, daemon_log, mounted, new_bucket
+from mountproc import Mount, daemon_log, mounted, new_bucket, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -467,7 +467,7 @@ def test_mount_matches_local_disk(target: Remountable, client: Any, tmp_path: Pa
                     # Set by utime and not written since (a write's own mtime is "now" on
                     # both sides, but not the same now): must be the same on the mount.
                     assert ms.st_mtime_ns == ls.st_mtime_ns, f"{r}: mtime"
-                assert _sha(mnt / name) == _sha(local / name), f"{r}: content"
+                assert sha256_file(mnt / name) == sha256_file(local / name), f"{r}: content"
 
     try:
         run_state_machine_as_test(
@@ -494,13 +494,6 @@ def test_mount_matches_local_disk(target: Remountable, client: Any, tmp_path: Pa
     assert counter[0] >= 1 and ran["remount"] >= 1 and ran["bucket_agrees"] >= 1, dict(ran)
 
 
-def _sha(p: Path) -> str:
-    """SHA-256 of a file, read in chunks (files reach ~1 MiB; memory stays bounded)."""
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 _libc = ctypes.CDLL(None, use_errno=True)

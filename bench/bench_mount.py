@@ -172,8 +172,9 @@ def rclone_mount(src: Path, mnt: Path, cache: Path) -> contextlib.AbstractContex
 
 
 def _is_mounted(p: Path) -> bool:
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == str(p) for line in f)
+    from bucketfs.mount import mountinfo
+
+    return mountinfo.find(os.path.realpath(p)) is not None
 
 
 def peak_rss_mb(pid: int) -> float:

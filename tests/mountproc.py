@@ -129,9 +129,9 @@ def kill_daemon(m: Mount) -> None:
 
 
 def _is_mounted(path: Path) -> bool:
-    real = os.path.abspath(path)
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == real for line in f)
+    from bucketfs.mount import mountinfo
+
+    return mountinfo.find(os.path.realpath(path)) is not None
 
 
 def _wait_exit(pid: int | None, timeout: float) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from bucketfs.commands.common import add_parser
 from bucketfs.errors import UserError
+from bucketfs.mount import mountinfo
 
 EPILOG = """examples:
   bucketfs status                      every bucketfs mount of this user
@@ -43,24 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_status)
 
 
-def bucketfs_mounts(mountinfo: str = "/proc/self/mountinfo") -> list[str]:
-    """Mount points of ``fuse.bucketfs`` file systems (``\\040``-style escapes decoded)."""
-    out = []
-    with open(mountinfo) as f:
-        for line in f:
-            fields = line.split()
-            try:
-                sep = fields.index("-")
-            except ValueError:
-                continue
-            if fields[sep + 1] == "fuse.bucketfs":
-                out.append(_unescape(fields[4]))
-    return out
-
-
-def _unescape(field: str) -> str:
-    return field.encode().decode("unicode_escape").encode("latin-1").decode(
-        "utf-8", "surrogateescape")
+def bucketfs_mounts(path: str = mountinfo.MOUNTINFO) -> list[str]:
+    """Mount points of ``fuse.bucketfs`` file systems."""
+    return [m.point for m in mountinfo.mounts(path) if m.fstype == "fuse.bucketfs"]
 
 
 def query(mountpoint: str) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Sequential write + fsync of a big file: local disk, bucketfs and rclone in alternating rounds.
 
     .venv/bin/python bench/bench_seqwrite.py [--size MiB] [--rounds N] [--no-rclone]
+                                             [--nodirect] [--reads]
 
 ``bench_mount.py`` writes once per target, one target after the other; on this VM a single
 write's speed moves a lot from minute to minute (the local disk alone measured 300-1,660 MiB/s
@@ -8,13 +9,16 @@ within an hour: fresh page-cache memory is slow to come by), so one round gives 
 Here every target is mounted once, and each round writes the file once on every target, the
 order rotating each round. Targets: the local disk, rclone (``--vfs-cache-mode full``), the
 least a pyfuse3 daemon can do (``bench/peers/pyfuse3_minimal.py``: each write one ``pwrite``
-to a local file; the ceiling of our FUSE stack), bucketfs (fsync = in the bucket) and bucketfs
-``-o fsync=local``; the table gives the best and the median round of each and the
-ratios of those. Each written file is removed (and, on bucketfs, its upload finished) before
-the next write. For the bucketfs targets it also gives the CPU seconds the mount daemon and
-the hub used per GiB written (``/proc/PID/stat``, from the start of the write to fsync's
-return: the early upload during the write counts, the fsync=local target's final upload,
-after fsync, does not).
+to a local file, through the kernel's page cache like any FUSE file by default), bucketfs
+(fsync = in the bucket), bucketfs ``-o fsync=local`` and, with ``--nodirect``, bucketfs
+``-o nodirect_write`` (write-only descriptors through the page cache, as before
+``direct_write`` became the default); the table gives the best and the median round of each
+and the ratios of those. With ``--reads`` each file is also read back right after it was
+written, then read warm (``bench_mount.warm_read``; not on the minimal daemon). Each written
+file is removed (and, on bucketfs, its upload finished) before the next write. For the
+bucketfs targets it also gives the CPU seconds the mount daemon and the hub used per GiB
+written (``/proc/PID/stat``, from the start of the write to fsync's return: the early upload
+during the write counts, the fsync=local target's final upload, after fsync, does not).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_mount import MiB, fuse_process, rclone_mount, seq_write  # noqa: E402
+from bench_mount import MiB, fuse_process, rclone_mount, seq_write, warm_read  # noqa: E402
 from hubproc import running_hub  # noqa: E402
 from mountproc import mounted, new_bucket  # noqa: E402
 
@@ -49,10 +53,17 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=1024, help="file size in MiB")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--no-rclone", action="store_true")
+    ap.add_argument("--nodirect", action="store_true",
+                    help="also bucketfs -o nodirect_write (write-only descriptors go through "
+                         "the kernel's page cache, as before direct_write was the default)")
+    ap.add_argument("--reads", action="store_true",
+                    help="also read each file back after writing it: the first read, then "
+                         "the warm read (bench_mount.warm_read)")
     args = ap.parse_args()
     size = args.size * MiB
     results: dict[str, list[tuple[float, float]]] = {}
     cpu: dict[str, list[tuple[float, float]]] = {}  # bucketfs: (daemon, hub) CPU s per GiB
+    reads: dict[str, list[tuple[float, float]]] = {}  # --reads: (first, warm) MiB/s
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR", "/tmp")) as tmp_s, \
             ExitStack() as stack:
         tmp = Path(tmp_s)
@@ -68,7 +79,11 @@ def main() -> int:
             minimal_mount(tmp / "minimal", tmp / "minimal-backing"))
         hub = stack.enter_context(running_hub(tmp / "hub", auth="none"))
         thread, key = new_bucket(hub, "bench")
-        for target, opts in (("bucketfs", {}), ("bucketfs fsync=local", {"fsync": "local"})):
+        variants: list[tuple[str, dict[str, object]]] = [
+            ("bucketfs", {}), ("bucketfs fsync=local", {"fsync": "local"})]
+        if args.nodirect:
+            variants.append(("bucketfs nodirect_write", {"nodirect_write": True}))
+        for target, opts in variants:
             m = stack.enter_context(
                 mounted(hub, tmp, key, thread=thread, name=target.replace(" ", "_"), **opts))
             dirs[target] = m.path
@@ -85,6 +100,8 @@ def main() -> int:
                     used = [cpu_seconds(p) - b for p, b in zip(pids[target], before, strict=True)]
                     cpu.setdefault(target, []).append((used[0] * MiB * 1024 / size,
                                                        used[1] * MiB * 1024 / size))
+                if args.reads and target != "pyfuse3 minimal":  # it cannot read
+                    reads.setdefault(target, []).append(warm_read(path))
                 path.unlink()
                 if target in syncs:
                     syncs[target](timeout=600)  # the upload (or removal) done first
@@ -105,6 +122,15 @@ def main() -> int:
         fs = statistics.median(f for _, f in results[t])
         print(f"| {t} | {best(t):,.0f} | {median(t):,.0f} | {best(t) / best('local'):.2f}x "
               f"| {median(t) / median('local'):.2f}x | {fs:.2f} |")
+    if reads:
+        print("\n| target | first read after writing, median MiB/s | warm read, median MiB/s "
+              "| warm / local warm |")
+        print("| --- | ---: | ---: | ---: |")
+        lw = statistics.median(w for _, w in reads["local"])
+        for t, values in reads.items():
+            w = statistics.median(w for _, w in values)
+            print(f"| {t} | {statistics.median(f for f, _ in values):,.0f} | {w:,.0f} "
+                  f"| {w / lw:.2f}x |")
     for t, values in cpu.items():
         print(f"{t}: CPU seconds per GiB written (median): mount daemon "
               f"{statistics.median(d for d, _ in values):.2f}, hub "

@@ -3,11 +3,11 @@
     python bench/peers/pyfuse3_minimal.py MOUNTPOINT BACKING_FILE
 
 One directory with one file, ``f``, whose writes go straight to ``BACKING_FILE`` with one
-``pwrite`` each and whose fsync is an ``fsync`` of it: no cache, no metadata, no upload. The
-same libfuse, pyfuse3 and trio as ``bucketfs mount``, so what it reaches is what a Python FUSE
-daemon that keeps the bytes on local disk can reach on this machine (bench_seqwrite.py runs it
-in the same rounds as the local disk and bucketfs). Not a filesystem to use: one file, no
-reads, no persistence of its size.
+``pwrite`` each, whose reads are one ``pread`` each and whose fsync is an ``fsync`` of it: no
+cache, no metadata, no upload. The same libfuse, pyfuse3 and trio as ``bucketfs mount``, so
+what it reaches is what a Python FUSE daemon that keeps the bytes on local disk can reach on
+this machine (bench_seqwrite.py runs it in the same rounds as the local disk and bucketfs).
+Not a filesystem to use: one file, no persistence of its size.
 """
 
 from __future__ import annotations
@@ -65,6 +65,9 @@ class Minimal(pyfuse3.Operations):
         n = os.pwrite(self.fd, buf, off)
         self.size = max(self.size, off + n)
         return n
+
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        return os.pread(self.fd, size, off)
 
     async def fsync(self, fh: int, datasync: bool) -> None:
         os.fsync(self.fd)

@@ -49,6 +49,9 @@ options (-o, comma-separated):
                       and upload as deltas (default 8M; 0 = upload whole files at close)
   nolocal_ingest      send those leaves' bytes over gRPC even when the hub runs on this
                       host (by default such a hub reads them from the cache file itself)
+  nodirect_write      write-only opens go through the kernel's page cache too (by default
+                      their writes bypass it: faster; what they write is read from the
+                      mount's cache, see docs/semantics.md)
   hub_timeout=SECONDS how long a call may wait for the hub before a read of data that is
                       not cached fails with EIO (default 30); writes and namespace changes
                       never wait for the hub (see docs/durability.md)

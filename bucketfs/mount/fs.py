@@ -145,6 +145,8 @@ class Handle:
     # auto_inval_data the kernel drops a file's cached pages whenever it sees a new mtime, so
     # a per-write stamp made every read after a write go through the daemon.
     stamped: bool = False
+    # The kernel's page cache is bypassed for this descriptor (FOPEN_DIRECT_IO): see open().
+    direct: bool = False
 
 
 @dataclass
@@ -214,6 +216,7 @@ class BucketFS:
         fsync_local: bool = False,
         early_upload: int = PIPE_MIN,
         local_ingest: bool = True,
+        direct_write: bool = True,
         read_only: bool = False,
         notifier: Notifier | None = None,
         uid: int | None = None,
@@ -228,6 +231,7 @@ class BucketFS:
         self.pipes = LeafPipes(store, remote.put_blocks, early_upload, reads.raw_leaves,
                                ingest=remote.ingest_leaves if local_ingest else None)
         self.writeback_delay = writeback_delay
+        self.direct_write = direct_write
         self.fsync_local = fsync_local
         self.read_only = read_only
         self.notifier: Notifier = notifier or NullNotifier()
@@ -255,6 +259,7 @@ class BucketFS:
         self._orphans: dict[int, Record] = {}  # unlinked dirty files still open, by inode
         self._handles: dict[int, Handle] = {}
         self._open: collections.Counter[int] = collections.Counter()
+        self._direct: collections.Counter[int] = collections.Counter()  # direct fhs per ino
         self._due: dict[str, float] = {}  # file_id → upload time (after the last close)
         self._next_fh = 1
         self._seen_cid: dict[int, str] = {}  # CID at the last open, per inode (page cache)
@@ -494,10 +499,22 @@ class BucketFS:
     # -- files ---------------------------------------------------------------------------------
 
     def open(
-        self, ino: int, write: bool, truncate: bool = False, stamped: bool = False
+        self, ino: int, write: bool, truncate: bool = False, stamped: bool = False,
+        write_only: bool = False,
     ) -> tuple[int, bool]:
         """Open ``ino``; returns ``(fh, keep_cache)``. ``stamped``: the caller just set the
-        file's mtime (create), so its first write need not move it again."""
+        file's mtime (create), so its first write need not move it again.
+
+        ``write_only`` (O_WRONLY) with no other descriptor of the file open gets a *direct*
+        descriptor (:meth:`is_direct`): the kernel passes its writes to us straight from the
+        writer's buffer instead of copying them into its page cache first, which was the
+        writer's own copy of every byte and, on this kind of VM, the page cache's memory to
+        allocate (measured: 1 GiB written sequentially, the writer's CPU 0.45 -> 0.07 s, the
+        write + fsync 422 -> 697-812 MiB/s). Such a descriptor cannot read (O_WRONLY) nor be
+        mmapped, so only other descriptors could see stale cached pages; to rule that out the
+        kernel drops the file's cached pages at this open (keep_cache False), and every
+        descriptor opened while a direct one is open is direct as well (reads through it go to
+        us, uncached), so no page is cached again before the last direct one is closed."""
         if write and self.read_only:
             raise FSError(errno.EROFS)
         attr = self.getattr(ino)
@@ -506,20 +523,27 @@ class BucketFS:
         with self._lock:
             fh = self._next_fh
             self._next_fh += 1
+            direct = (self.direct_write and write and write_only and not self._open[ino]
+                      ) or self._direct[ino] > 0
             self._handles[fh] = Handle(ino, attr.cid, attr.size, write,
-                                       stamped=stamped or truncate)
+                                       stamped=stamped or truncate, direct=direct)
             self._open[ino] += 1
+            if direct:
+                self._direct[ino] += 1
             self._inodes.pin(ino)
             # The kernel may keep its cached pages only if the content is the one it saw at
             # the previous open (same CID); dirty files are written through us, so also fine.
-            keep = self._seen_cid.get(ino) == attr.cid
+            keep = self._seen_cid.get(ino) == attr.cid and not direct
             self._seen_cid[ino] = attr.cid
         if truncate:
             self.setattr(ino, size=0)
         return fh, keep
 
-    def create(self, parent_ino: int, name: str, mode: int) -> tuple[int, Attr]:
-        """Create an empty file and open it for writing; returns ``(fh, attr)``."""
+    def create(
+        self, parent_ino: int, name: str, mode: int, write_only: bool = False
+    ) -> tuple[int, Attr]:
+        """Create an empty file and open it for writing; returns ``(fh, attr)``.
+        ``write_only``: opened O_WRONLY (a direct descriptor: see :meth:`open`)."""
         if self.read_only:
             raise FSError(errno.EROFS)
         check_name(name)
@@ -530,9 +554,11 @@ class BucketFS:
         # hub), then the dirty map is checked and updated atomically under _lock.
         if self._remote_entry(path) is not None:
             raise FSError(errno.EEXIST)
-        return self._create_at(path, mode)
+        return self._create_at(path, mode, write_only)
 
-    def create_nowait(self, parent_ino: int, name: str, mode: int) -> tuple[int, Attr] | None:
+    def create_nowait(
+        self, parent_ino: int, name: str, mode: int, write_only: bool = False
+    ) -> tuple[int, Attr] | None:
         """:meth:`create` answered from memory (no I/O at all: the record is saved at the
         first write or at close), or None when the parent's listing is not in memory.
 
@@ -548,9 +574,15 @@ class BucketFS:
             path, d = found
             if name in d.children or path in self._dirty:
                 raise FSError(errno.EEXIST)
-        return self._create_at(path, mode)
+        return self._create_at(path, mode, write_only)
 
-    def _create_at(self, path: str, mode: int) -> tuple[int, Attr]:
+    def is_direct(self, fh: int) -> bool:
+        """Whether descriptor ``fh`` bypasses the kernel's page cache (see :meth:`open`)."""
+        with self._lock:
+            h = self._handles.get(fh)
+            return h is not None and h.direct
+
+    def _create_at(self, path: str, mode: int, write_only: bool = False) -> tuple[int, Attr]:
         """The second half of :meth:`create`, once ``path`` is known not to exist remotely
         (memory only: the record is saved at the first write or at close)."""
         rec = self.store.new(path, "", 0, mode & 0o7777, now_ns(), expect_cid="", save=False)
@@ -564,7 +596,7 @@ class BucketFS:
                 self._inodes.pin(ino)
         if lost:
             raise FSError(errno.EEXIST)  # (rec was never saved: nothing to drop)
-        fh, _ = self.open(ino, write=True, stamped=True)
+        fh, _ = self.open(ino, write=True, stamped=True, write_only=write_only)
         return fh, self._attr(ino, rec)
 
     def read(self, fh: int, offset: int, length: int) -> bytes:
@@ -579,6 +611,18 @@ class BucketFS:
         data = self.reads.read(h.cid, h.size, offset, length)
         h.next_offset = offset + len(data)
         return data
+
+    def read_nowait(self, fh: int, offset: int, length: int) -> bytes | None:
+        """:meth:`read` of bytes that are all in a dirty file's data file (or memory) or in a
+        whole-file copy (:mod:`.filecopies`), done at once; None when it needs more (a base or
+        a remote block to read, a busy record).
+        For the pyfuse3 adapter, which calls this on its event loop: a worker thread round
+        trip per read cost more than the read itself."""
+        h = self._handle(fh)
+        rec = self._record_of(h.ino)
+        if rec is None:
+            return self.reads.read_local(h.cid, h.size, offset, length)
+        return self.store.read_nowait(rec, offset, length)
 
     def write(self, fh: int, offset: int, data: bytes) -> int:
         """Write to an open file (it becomes dirty)."""
@@ -658,6 +702,10 @@ class BucketFS:
             if h is None:
                 return
             self._open[h.ino] -= 1
+            if h.direct:
+                self._direct[h.ino] -= 1
+                if self._direct[h.ino] <= 0:
+                    del self._direct[h.ino]
             last = self._open[h.ino] <= 0
             if last:
                 del self._open[h.ino]
@@ -1458,8 +1506,10 @@ class BucketFS:
                 rec = clean[0]
                 self.store.save(rec)
                 # A big file is not copied: that would write it to disk a second time right
-                # after the upload, competing with whatever runs next; its pages are usually
-                # still in the kernel's cache, and the hub serves it otherwise.
+                # after the upload, competing with whatever runs next. Its data file is kept
+                # (hard link) when it holds the whole content; the hub serves it otherwise.
+                if rec.size > ADOPT_MAX:
+                    self.reads.keep_copy(rec.expect_cid, self.store.whole_data(rec), rec.size)
                 chunks = self.store.iter_content(rec) if rec.size <= ADOPT_MAX else iter(())
                 self.reads.adopt(rec.expect_cid, chunks, lambda rec=rec: self.store.drop(rec))
             else:

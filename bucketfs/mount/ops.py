@@ -278,22 +278,27 @@ class Ops(pyfuse3.Operations):
 
     async def open(self, inode: int, flags: int, ctx: Any) -> Any:
         write = (flags & os.O_ACCMODE) != os.O_RDONLY
-        fh, keep = await self._call(self.fs.open, inode, write, bool(flags & os.O_TRUNC))
-        return pyfuse3.FileInfo(fh=fh, keep_cache=keep)
+        write_only = (flags & os.O_ACCMODE) == os.O_WRONLY
+        fh, keep = await self._call(self.fs.open, inode, write, bool(flags & os.O_TRUNC),
+                                    write_only=write_only)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=keep, direct_io=self.fs.is_direct(fh))
 
     async def create(
         self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: Any
     ) -> Any:
         # Answered on the loop when the parent's listing is in memory (no I/O at all).
         text = _name(name)
-        done = self._now("create", self.fs.create_nowait, parent_inode, text, mode)
-        if done is not None:
-            return pyfuse3.FileInfo(fh=done[0]), self._entry(done[1])
-        fh, attr = await self._call(self.fs.create, parent_inode, text, mode)
-        return pyfuse3.FileInfo(fh=fh), self._entry(attr)
+        write_only = (flags & os.O_ACCMODE) == os.O_WRONLY
+        done = self._now("create", self.fs.create_nowait, parent_inode, text, mode, write_only)
+        if done is None:
+            done = await self._call(self.fs.create, parent_inode, text, mode, write_only)
+        fh, attr = done
+        return pyfuse3.FileInfo(fh=fh, direct_io=self.fs.is_direct(fh)), self._entry(attr)
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
-        data = await self._call(self.fs.read, fh, off, size)
+        data = self._now("read", self.fs.read_nowait, fh, off, size)
+        if data is None:
+            data = await self._call(self.fs.read, fh, off, size)
         _READ_BYTES.inc(len(data))
         return data
 

@@ -37,6 +37,8 @@ class MountOptions:
     watch: bool = True  # follow FS.WatchRoot when the hub offers it
     # Hand big files' leaves to a hub on this host by descriptor (bucketfs.mount.leafsend).
     local_ingest: bool = True
+    # Write-only descriptors bypass the kernel's page cache (FOPEN_DIRECT_IO; see BucketFS.open).
+    direct_write: bool = True
     metrics: str = ""  # HOST:PORT to serve Prometheus metrics on ("" = off)
     extra: list[str] = field(default_factory=list)  # passed to FUSE as is (e.g. "noatime")
 
@@ -100,6 +102,8 @@ def parse(text: str | list[str] | None, base: MountOptions | None = None) -> Mou
                 opts.watch = False
             elif name == "nolocal_ingest":
                 opts.local_ingest = False
+            elif name in ("direct_write", "nodirect_write"):
+                opts.direct_write = name == "direct_write"
             elif name in _KNOWN_FUSE:
                 if name not in ("rw", "auto", "noauto", "user", "nouser", "_netdev"):
                     opts.extra.append(name)
@@ -109,7 +113,7 @@ def parse(text: str | list[str] | None, base: MountOptions | None = None) -> Mou
                     "cache_dir=DIR, "
                     "cache_size=SIZE, poll=SECONDS, writeback_delay=SECONDS, fsync=local, "
                     "hub_timeout=SECONDS, early_upload=SIZE, metrics=HOST:PORT, nowatch, "
-                    "nolocal_ingest)",
+                    "nolocal_ingest, direct_write, nodirect_write)",
                     exit_code=2,
                 )
         except (ValueError, UserError) as exc:

@@ -11,7 +11,9 @@ when half of the window is used — the hub sees few large calls, not one per 25
 
 Files this mount uploads are chunked exactly as the hub's importer chunks them (256 KiB raw
 leaves), so :meth:`ReadCache.adopt` files the uploaded chunks under their leaf CIDs: reading
-back what this mount wrote fetches only the small internal nodes from the hub.
+back what this mount wrote fetches only the small internal nodes from the hub. A bigger file
+written here from scratch is kept whole instead, by hard link (:mod:`.filecopies`): a quarter
+of ``size_limit`` holds such copies, the rest the blocks.
 
 Lock rule: ``_lock`` guards only the in-memory dicts; no network or disk I/O under it.
 """
@@ -28,6 +30,7 @@ from pathlib import Path
 from bucketfs.ipfs.cid import CID, RAW
 from bucketfs.ipfs.reader import FileReader
 from bucketfs.mount.blockcache import RemoteBlockstore
+from bucketfs.mount.filecopies import FileCopies
 from bucketfs.mount.remote import Remote
 
 log = logging.getLogger(__name__)
@@ -42,7 +45,9 @@ class ReadCache:
     def __init__(
         self, remote: Remote, directory: Path, size_limit: int, readahead: int = 16
     ) -> None:
-        self.blocks = RemoteBlockstore(remote, directory, size_limit)
+        copies = size_limit // 4
+        self.blocks = RemoteBlockstore(remote, directory, size_limit - copies)
+        self.copies = FileCopies(directory.with_name(directory.name + "-copies"), copies)
         self._readahead = readahead
         self._lock = threading.Lock()
         self._readers: collections.OrderedDict[str, FileReader] = collections.OrderedDict()
@@ -61,13 +66,28 @@ class ReadCache:
 
     def volume(self) -> int:
         """Bytes the disk cache holds."""
-        return self.blocks.volume()
+        return self.blocks.volume() + self.copies.volume()
 
     def read(self, cid: str, size: int, offset: int, length: int) -> bytes:
         """Up to ``length`` bytes at ``offset`` of the file ``cid`` (fewer at EOF)."""
         if length <= 0 or offset >= size:
             return b""
+        local = self.copies.read(cid, size, offset, length)
+        if local is not None:
+            return local
         return self._reader(cid).read(offset, min(length, size - offset))
+
+    def read_local(self, cid: str, size: int, offset: int, length: int) -> bytes | None:
+        """:meth:`read` when a whole-file copy has the bytes (one ``pread``), else None."""
+        if length <= 0 or offset >= size:
+            return b""
+        return self.copies.read(cid, size, offset, length)
+
+    def keep_copy(self, cid: str, data_file: str | None, size: int) -> None:
+        """Keep the frozen ``data_file`` of a file just uploaded as ``cid`` (see
+        :mod:`.filecopies`); None (not whole) keeps nothing."""
+        if data_file is not None:
+            self.copies.keep(cid, data_file, size)
 
     def prefetch(self, cid: str, size: int, offset: int) -> None:
         """Sequential read-ahead from byte ``offset`` (see the module docstring)."""

@@ -423,6 +423,30 @@ class DirtyStore:
                 os.close(fd)
             return b"".join(parts)
 
+    def read_nowait(self, rec: Record, offset: int, length: int) -> bytes | None:
+        """:meth:`read` when it needs nothing but the data file (or memory): every chunk of
+        the range present, and the record not busy; else None (the caller uses :meth:`read`
+        on a worker thread). Never reads the base, never waits for the lock."""
+        if not rec.lock.acquire(blocking=False):
+            return None
+        try:
+            end = min(rec.size, offset + length)
+            if offset >= end:
+                return b""
+            if rec.inline is not None:
+                return bytes(rec.inline[offset:end])
+            first, last = offset // CHUNK, (end - 1) // CHUNK
+            if not any(a <= first and last < b for a, b in rec.chunks):
+                return None
+            fd = self._open(rec, os.O_RDONLY)
+            try:
+                piece = os.pread(fd, end - offset, offset)
+            finally:
+                os.close(fd)
+            return piece + bytes(end - offset - len(piece))
+        finally:
+            rec.lock.release()
+
     def write(self, rec: Record, offset: int, data: bytes, mtime_ns: int | None = None) -> int:
         """Write ``data`` at ``offset`` (extending the file as needed); returns len(data).
 
@@ -521,6 +545,18 @@ class DirtyStore:
                 chunk = self.read(rec, idx * CHUNK, n)
             yield chunk
             idx += 1
+
+    def whole_data(self, rec: Record) -> str | None:
+        """The path of ``rec``'s data file when it alone holds the content (no visible base,
+        every chunk present: a file written from scratch), else None. For keeping a clean,
+        frozen record's bytes after its upload (:class:`~.filecopies.FileCopies`)."""
+        with rec.lock:
+            if rec.inline is not None or (rec.base_cid and rec.base_len > 0):
+                return None
+            n = (rec.size + CHUNK - 1) // CHUNK
+            if not n or not any(a <= 0 and n <= b for a, b in rec.chunks):
+                return None
+            return str(self._data(rec))
 
     def _base(self, rec: Record, offset: int, length: int) -> bytes:
         """Visible base bytes in [offset, offset+length) (shorter or empty past base_len)."""

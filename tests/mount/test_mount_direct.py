@@ -4,8 +4,8 @@ cached (write-only writers, readers opened before or while a writer is open, a m
 Real hub, real mount. The cases are the ways a cached page could go stale: pages cached
 before a write-only descriptor opened, a reader opened while one is open, a reader opened
 before it, a shared memory map; each is read back through the mount and, at the end, through
-the hub. (Written for a trial of direct I/O for write-only descriptors, which was measured and
-not kept: see docs/benchmarks.md; the guarantees it checks hold for any write path.)
+the hub. Write-only descriptors bypass the kernel's page cache by default (``direct_write``, see
+``BucketFS.open``); the cases run with it and with ``nodirect_write``.
 """
 
 from __future__ import annotations
@@ -30,11 +30,13 @@ def _pread(path: Path, n: int, off: int = 0) -> bytes:
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.parametrize("direct", [True, False], ids=["direct_write", "nodirect_write"])
 def test_readers_see_writes_made_through_other_descriptors(
-    hub, thread, client, tmp_path  # noqa: ANN001
+    hub, thread, client, tmp_path, direct: bool  # noqa: ANN001
 ) -> None:
     _, key = new_bucket(hub, "direct", thread=thread)
-    with mounted(hub, tmp_path, key, thread=thread) as m:
+    with mounted(hub, tmp_path, key, thread=thread, direct_write=direct,
+                 nodirect_write=not direct) as m:
         f = m.path / "f.bin"
         model = bytearray(os.urandom(600 * KiB))
         f.write_bytes(model)  # (O_WRONLY|O_CREAT|O_TRUNC: a direct descriptor)

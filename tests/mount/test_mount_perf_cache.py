@@ -20,7 +20,9 @@ def test_read_after_write_comes_from_the_page_cache(hub, thread, tmp_path) -> No
     block = os.urandom(MiB)
     with mounted(hub, tmp_path, key, thread=thread, metrics=f"127.0.0.1:{port}") as m:
         p = m.path / "big.bin"
-        with open(p, "wb", buffering=0) as f:
+        # Read-write: a write-only descriptor bypasses the page cache (direct I/O, the default
+        # `direct_write`: its writes cache nothing; see test_mount_direct.py, BucketFS.open).
+        with open(p, "w+b", buffering=0) as f:
             f.write(block)
             first = os.stat(p).st_mtime_ns
             for _ in range(7):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import inspect
+import os
 
 import pytest
 from hypothesis import given, settings
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from bucketfs.client import errors as ce
 from bucketfs.errors import UserError
 from bucketfs.mount import errors as merr
-from bucketfs.mount import options
+from bucketfs.mount import mountinfo, options
 from bucketfs.mount.fs import FSError, check_name, conflict_name
 from bucketfs.mount.inodes import ROOT_INODE, InodeTable
 from bucketfs.mount.writeback import CHUNK, DirtyStore
@@ -78,6 +79,27 @@ def test_options_parse_and_reject_unknown() -> None:
     assert options.parse("early_upload=64M").early_upload == 64 << 20
     with pytest.raises(UserError, match="early_upload"):
         options.parse("early_upload=lots")
+    assert options.parse("").direct_write
+    assert not options.parse("nodirect_write").direct_write
+
+
+def test_mountinfo_decodes_mount_points_and_finds_the_one_on_top(tmp_path) -> None:  # noqa: ANN001
+    real = tmp_path / "real"
+    (real / "a b\\c é").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(real)  # (callers resolve symlinks: see find)
+    point = str(real / "a b\\c é").replace("\\", "\\134").replace(" ", "\\040")
+    info = tmp_path / "mountinfo"
+    info.write_text(
+        "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n"
+        f"40 22 0:40 / {point} rw,nosuid - fuse.bucketfs bucketfs:k rw,user_id=0\n"
+        f"41 40 0:41 / {point} rw,nosuid master:3 - fuse.bucketfs bucketfs:k rw,user_id=0\n"
+    )
+    entries = mountinfo.mounts(str(info))
+    assert [(m.point, m.dev, m.fstype) for m in entries][1] == (
+        str(real / "a b\\c é"), "0:40", "fuse.bucketfs")
+    top = mountinfo.find(os.path.realpath(tmp_path / "link" / "a b\\c é"), str(info))
+    assert top is not None and top.dev == "0:41"  # the later one
+    assert mountinfo.find(str(tmp_path), str(info)) is None
 
 
 @settings(max_examples=100, deadline=None)

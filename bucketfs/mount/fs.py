@@ -509,8 +509,9 @@ class BucketFS:
         descriptor (:meth:`is_direct`): the kernel passes its writes to us straight from the
         writer's buffer instead of copying them into its page cache first, which was the
         writer's own copy of every byte and, on this kind of VM, the page cache's memory to
-        allocate (measured: 1 GiB written sequentially, the writer's CPU 0.45 -> 0.07 s, the
-        write + fsync 422 -> 697-812 MiB/s). Such a descriptor cannot read (O_WRONLY) nor be
+        allocate (measured: 1 GiB written sequentially, the writer's CPU 0.45 -> 0.07 s, this
+        daemon's 1.8-2.5 -> 0.9-1.0 s; docs/benchmarks.md). ``direct_write`` False (the
+        ``nodirect_write`` option) turns this off. Such a descriptor cannot read (O_WRONLY) nor be
         mmapped, so only other descriptors could see stale cached pages; to rule that out the
         kernel drops the file's cached pages at this open (keep_cache False), and every
         descriptor opened while a direct one is open is direct as well (reads through it go to

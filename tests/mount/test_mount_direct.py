@@ -10,6 +10,7 @@ the hub. Write-only descriptors bypass the kernel's page cache by default (``dir
 
 from __future__ import annotations
 
+import errno
 import io
 import mmap
 import os
@@ -112,6 +113,25 @@ def test_readers_see_writes_made_through_other_descriptors(
             assert mm[8192 : 8192 + 4096] == b"D" * 4096
         finally:
             mm.close()
+
+        # 5. A memory map made while a write-only descriptor is open: with direct writes the
+        #    new descriptor is direct too, so a shared map is refused (ENODEV: this kernel
+        #    interface does not let us allow it) and a private one works; without, both work.
+        w = os.open(f, os.O_WRONLY)
+        fd = os.open(f, os.O_RDWR)
+        try:
+            if direct:
+                with pytest.raises(OSError) as err:
+                    mmap.mmap(fd, 4096, flags=mmap.MAP_SHARED)
+                assert err.value.errno == errno.ENODEV
+            else:
+                with mmap.mmap(fd, 4096, flags=mmap.MAP_SHARED) as mm:
+                    assert mm[:4096] == model[:4096]
+            with mmap.mmap(fd, 4096, flags=mmap.MAP_PRIVATE) as mm:
+                assert mm[:4096] == model[:4096]
+        finally:
+            os.close(fd)
+            os.close(w)
 
         assert _pread(f, len(model) + 1) == model
         m.wait_synced()

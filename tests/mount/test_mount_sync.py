@@ -109,7 +109,11 @@ def test_chmod_and_utime_elsewhere_show_up(hub, thread, client, tmp_path) -> Non
         eventually(lambda: (b.path / "f.txt").exists() and (b.path / "d").is_dir(),
                    "A's entries in B")
         assert os.stat(b.path / "f.txt").st_mode & 0o777 == 0o644  # B has it cached now
-        root_before, adopted = a.status()["root"], b.status()["remote_changes"]
+        root_before = a.status()["root"]
+        # B may list the new entries from the hub before its reconciler adopts A's root (one
+        # more remote change, counted later): wait for the adoption before counting.
+        eventually(lambda: b.status()["root"] == root_before, "B at A's root")
+        adopted = b.status()["remote_changes"]
         os.chmod(a.path / "f.txt", 0o600)
         os.utime(a.path / "d", ns=(1_500_000_000 * 10**9, 1_500_000_000 * 10**9))
         a.wait_synced()

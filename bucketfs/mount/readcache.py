@@ -70,9 +70,7 @@ class ReadCache:
 
     def read(self, cid: str, size: int, offset: int, length: int) -> bytes:
         """Up to ``length`` bytes at ``offset`` of the file ``cid`` (fewer at EOF)."""
-        if length <= 0 or offset >= size:
-            return b""
-        local = self.copies.read(cid, size, offset, length)
+        local = self.read_local(cid, size, offset, length)
         if local is not None:
             return local
         return self._reader(cid).read(offset, min(length, size - offset))

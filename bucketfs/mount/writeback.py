@@ -435,8 +435,7 @@ class DirtyStore:
                 return b""
             if rec.inline is not None:
                 return bytes(rec.inline[offset:end])
-            first, last = offset // CHUNK, (end - 1) // CHUNK
-            if not any(a <= first and last < b for a, b in rec.chunks):
+            if not _covers(rec.chunks, offset // CHUNK, (end - 1) // CHUNK + 1):
                 return None
             fd = self._open(rec, os.O_RDONLY)
             try:
@@ -554,7 +553,7 @@ class DirtyStore:
             if rec.inline is not None or (rec.base_cid and rec.base_len > 0):
                 return None
             n = (rec.size + CHUNK - 1) // CHUNK
-            if not n or not any(a <= 0 and n <= b for a, b in rec.chunks):
+            if not n or not _covers(rec.chunks, 0, n):
                 return None
             return str(self._data(rec))
 
@@ -585,9 +584,14 @@ def _has(ranges: list[list[int]], idx: int) -> bool:
     return any(a <= idx < b for a, b in ranges)
 
 
+def _covers(ranges: list[list[int]], start: int, stop: int) -> bool:
+    """Whether chunks [start, stop) are all present (ranges are kept merged: one holds them)."""
+    return any(a <= start and stop <= b for a, b in ranges)
+
+
 def _add(ranges: list[list[int]], start: int, stop: int) -> bool:
     """Mark chunks [start, stop) present (merging ranges); True if anything changed."""
-    if any(a <= start and stop <= b for a, b in ranges):
+    if _covers(ranges, start, stop):
         return False
     merged = [start, stop]
     keep = []

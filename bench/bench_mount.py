@@ -30,6 +30,8 @@ sys.path.insert(0, str(REPO / "tests"))
 from hubproc import running_hub  # noqa: E402
 from mountproc import mounted, new_bucket  # noqa: E402
 
+from bucketfs.mount import mountinfo  # noqa: E402
+
 MiB = 1 << 20
 
 #: What ``--only`` can pick: seq (write + fsync, also fsync=local), warm, delta (10 bytes
@@ -148,14 +150,14 @@ def fuse_process(cmd: list[str], mnt: Path, name: str) -> Iterator[Path]:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
-        while not _is_mounted(mnt):
+        while not mountinfo.is_mounted(mnt):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{name} did not mount")
             time.sleep(0.05)
         yield mnt
     finally:
         subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
-        if _is_mounted(mnt):
+        if mountinfo.is_mounted(mnt):
             subprocess.run(["fusermount3", "-u", "-z", str(mnt)], capture_output=True)
         proc.terminate()
         try:
@@ -169,12 +171,6 @@ def rclone_mount(src: Path, mnt: Path, cache: Path) -> contextlib.AbstractContex
     """``rclone mount`` of a local directory, vfs-cache-mode full."""
     return fuse_process(["rclone", "mount", f":local:{src}", str(mnt), "--vfs-cache-mode", "full",
                          "--cache-dir", str(cache)], mnt, "rclone mount")
-
-
-def _is_mounted(p: Path) -> bool:
-    from bucketfs.mount import mountinfo
-
-    return mountinfo.find(os.path.realpath(p)) is not None
 
 
 def peak_rss_mb(pid: int) -> float:

@@ -128,12 +128,6 @@ def kill_daemon(m: Mount) -> None:
     _wait_exit(m.pid, 60)
 
 
-def _is_mounted(path: Path) -> bool:
-    from bucketfs.mount import mountinfo
-
-    return mountinfo.find(os.path.realpath(path)) is not None
-
-
 def _wait_exit(pid: int | None, timeout: float) -> None:
     if pid is None:
         return
@@ -183,7 +177,9 @@ def mounted(
         if umount:
             run_cli(env, "umount", str(path), timeout=120)
     finally:
-        if _is_mounted(path):
+        from bucketfs.mount import mountinfo
+
+        if mountinfo.is_mounted(path):
             _unmount(path)
         _wait_exit(pid, 60)
 

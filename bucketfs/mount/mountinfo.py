@@ -7,6 +7,7 @@ backslash in a mount point escaped as ``\\ooo`` (octal), and the file-system typ
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 MOUNTINFO = "/proc/self/mountinfo"
@@ -44,6 +45,12 @@ def find(mountpoint: str, path: str = MOUNTINFO) -> MountEntry | None:
         if m.point == mountpoint:
             found = m
     return found
+
+
+def is_mounted(path: str | os.PathLike[str]) -> bool:
+    """Whether something is mounted at ``path`` (resolved here: not for a daemon's own mount
+    point before it serves, see :func:`find`)."""
+    return find(os.path.realpath(path)) is not None
 
 
 def unescape(field: str) -> str:

@@ -43,8 +43,11 @@ def shared_tmp() -> Iterator[Path]:
     finally:
         # Runs after every mount in it was unmounted (module fixtures end in reverse order);
         # never recurse into one still mounted: that would delete files in the bucket.
-        with open("/proc/self/mountinfo") as f:
-            live = [line.split()[4] for line in f if line.split()[4].startswith(str(d))]
+        # (mount points decoded: a raw field would hide one with a space, and rmtree would
+        # then recurse into it)
+        from bucketfs.mount import mountinfo
+
+        live = [m.point for m in mountinfo.mounts() if m.point.startswith(str(d))]
         if live:
             print(f"not removing {d}: still mounted: {live}")
         else:

@@ -14,8 +14,8 @@ to a local file, through the kernel's page cache like any FUSE file by default),
 ``-o nodirect_write`` (write-only descriptors through the page cache, as before
 ``direct_write`` became the default); the table gives the best and the median round of each
 and the ratios of those. With ``--reads`` each file is also read back right after it was
-written, then read warm (``bench_mount.warm_read``; not on the minimal daemon). Each written
-file is removed (and, on bucketfs, its upload finished) before the next write. For the
+written, then read warm (``bench_mount.warm_read``). Each written file is removed (and, on
+bucketfs, its upload finished) before the next write. For the
 bucketfs targets it also gives the CPU seconds the mount daemon and the hub used per GiB
 written (``/proc/PID/stat``, from the start of the write to fsync's return: the early upload
 during the write counts, the fsync=local target's final upload, after fsync, does not).
@@ -100,7 +100,7 @@ def main() -> int:
                     used = [cpu_seconds(p) - b for p, b in zip(pids[target], before, strict=True)]
                     cpu.setdefault(target, []).append((used[0] * MiB * 1024 / size,
                                                        used[1] * MiB * 1024 / size))
-                if args.reads and target != "pyfuse3 minimal":  # it cannot read
+                if args.reads:
                     reads.setdefault(target, []).append(warm_read(path))
                 path.unlink()
                 if target in syncs:
